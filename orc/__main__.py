@@ -1,0 +1,5 @@
+import sys
+
+from orc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The `orc` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import trio
+
+from actors import EscalationError
+from eventlog import CorruptLogError
+from orc import config
+from orc.node import run_cluster
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orc",
+        description="A small container orchestrator whose state is its event log. With no"
+        " command, runs a manager and ORC_WORKER_COUNT workers in one process.",
+    )
+    parser.add_argument("--data-dir", help="event log and task directories (ORC_DATA_DIR)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"orc: {exc}", file=sys.stderr)
+        return 2
+    if args.data_dir:
+        settings = config.Settings(**{**_fields(settings), "data_dir": config.Path(args.data_dir)})
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        trio.run(run_cluster, settings, _announce)
+    except* CorruptLogError as group:
+        return _fail(group, 2)
+    except* EscalationError as group:
+        return _fail(group, 1, "stopped after repeated crashes: ")
+    except* OSError as group:
+        return _fail(group, 1)
+    return 0
+
+
+def _fail(group: BaseExceptionGroup, status: int, prefix: str = "") -> int:
+    for exc in group.exceptions:
+        print(f"orc: {prefix}{exc}", file=sys.stderr)
+    return status
+
+
+def _fields(settings: config.Settings) -> dict[str, object]:
+    return {f: getattr(settings, f) for f in settings.__struct_fields__}
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

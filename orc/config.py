@@ -1,0 +1,84 @@
+"""Settings: code defaults, overridden by `.env`, overridden by the real environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+DEFAULTS: dict[str, str] = {
+    "ORC_MANAGER_HOST": "localhost",
+    "ORC_MANAGER_PORT": "8000",
+    "ORC_WORKER_HOST": "localhost",
+    "ORC_WORKER_PORT": "8888",
+    "ORC_WORKER_COUNT": "1",
+    "ORC_DATA_DIR": "./data",
+    "ORC_STOP_GRACE": "5",
+    "ORC_MAX_BODY": "1048576",
+    "ORC_SEGMENT_BYTES": "67108864",
+    "ORC_LOG_LEVEL": "INFO",
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    manager_host: str
+    manager_port: int
+    worker_host: str
+    worker_port: int
+    worker_count: int
+    data_dir: Path
+    stop_grace: float
+    max_body: int
+    segment_bytes: int
+    log_level: str
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments and blank lines skipped; optional quotes stripped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    merged = dict(DEFAULTS)
+    merged.update(read_dotenv(dotenv if dotenv is not None else Path(".env")))
+    merged.update(
+        {k: v for k, v in (os.environ if env is None else env).items() if k.startswith("ORC_")}
+    )
+
+    def number(key: str, kind: type[int] | type[float]) -> int | float:
+        try:
+            return kind(merged[key])
+        except ValueError:
+            raise ConfigError(
+                f"setting {key}={merged[key]!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+
+    return Settings(
+        manager_host=merged["ORC_MANAGER_HOST"],
+        manager_port=int(number("ORC_MANAGER_PORT", int)),
+        worker_host=merged["ORC_WORKER_HOST"],
+        worker_port=int(number("ORC_WORKER_PORT", int)),
+        worker_count=int(number("ORC_WORKER_COUNT", int)),
+        data_dir=Path(merged["ORC_DATA_DIR"]),
+        stop_grace=float(number("ORC_STOP_GRACE", float)),
+        max_body=int(number("ORC_MAX_BODY", int)),
+        segment_bytes=int(number("ORC_SEGMENT_BYTES", int)),
+        log_level=merged["ORC_LOG_LEVEL"].upper(),
+    )

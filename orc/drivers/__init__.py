@@ -1,0 +1,1 @@
+"""Drivers run a task's workload: `process` for local processes, `docker` for containers."""

@@ -1,0 +1,179 @@
+"""The process driver: a task's `Cmd` as a local process, like Nomad's raw_exec.
+
+Each task gets a working directory `<root>/<task id>/` holding `stdout`, `stderr`, `task.json`,
+a `pid` file written once the process runs and an `exit` file written once it has ended. Those
+files are the driver's memory across an orc restart: `find` reads them to adopt a process that
+outlived orc, or to report how it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import msgspec
+import psutil
+import trio
+
+from orc.drivers.base import Exit, LaunchError
+from orc.model import Task
+
+
+class ProcessHandle:
+    """A running process: one we started (`process`), or one adopted after a restart."""
+
+    def __init__(self, task_id: str, pid: int, process: trio.Process | None) -> None:
+        self.task_id = task_id
+        self.pid = pid
+        self.process = process
+        self.exited = trio.Event()
+        self.stop_requested = False
+
+    @property
+    def container_id(self) -> str:
+        return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class ProcessDriver:
+    name = "process"
+
+    def __init__(self, root: Path, stop_grace: float = 5.0) -> None:
+        self.root = root
+        self.stop_grace = stop_grace
+
+    def workdir(self, task_id: str) -> Path:
+        return self.root / task_id
+
+    async def start(self, task: Task) -> ProcessHandle:
+        workdir = self.workdir(task.id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for stale in ("pid", "exit"):
+            (workdir / stale).unlink(missing_ok=True)
+        (workdir / "task.json").write_bytes(msgspec.json.encode(task))
+        env = dict(os.environ)
+        env.update(item.split("=", 1) for item in task.env or ())
+        env["ORC_TASK_ID"] = task.id
+        with open(workdir / "stdout", "ab") as out, open(workdir / "stderr", "ab") as err:
+            try:
+                process = await trio.lowlevel.open_process(
+                    list(task.cmd or ()),
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                argv0 = (task.cmd or [""])[0]
+                raise LaunchError(f"cannot start {argv0!r}: {exc.strerror or exc}") from None
+        started = _start_time(process.pid)
+        (workdir / "pid").write_text(f"{process.pid} {started or 0}\n")
+        return ProcessHandle(task.id, process.pid, process)
+
+    async def wait(self, handle: ProcessHandle) -> Exit:
+        """Until the process ends; records how it ended in the `exit` file."""
+        try:
+            if handle.process is not None:
+                code = await handle.process.wait()
+                result = self._exit_of(code)
+            else:
+                await self._wait_adopted(handle.pid)
+                result = Exit(
+                    None,
+                    "exit status unknown: orc adopted this process after a restart and a process"
+                    " that is not orc's child cannot be asked how it ended",
+                )
+        finally:
+            handle.exited.set()
+        self._record_exit(handle.task_id, result)
+        return result
+
+    def _exit_of(self, code: int) -> Exit:
+        if code == 0:
+            return Exit(0, "")
+        if code < 0:
+            return Exit(128 - code, f"killed by {_signal_name(-code)}")
+        return Exit(code, f"exited with status {code}")
+
+    def _record_exit(self, task_id: str, result: Exit) -> None:
+        with contextlib.suppress(OSError):
+            (self.workdir(task_id) / "exit").write_bytes(msgspec.json.encode(result))
+
+    async def _wait_adopted(self, pid: int) -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)
+
+    async def stop(self, handle: ProcessHandle) -> None:
+        """SIGTERM to the task's process group, SIGKILL after the grace period."""
+        handle.stop_requested = True
+        self._signal(handle, signal.SIGTERM)
+        with trio.move_on_after(self.stop_grace):
+            await handle.exited.wait()
+            return
+        self._signal(handle, signal.SIGKILL)
+        await handle.exited.wait()
+
+    def _signal(self, handle: ProcessHandle, sig: signal.Signals) -> None:
+        try:
+            os.killpg(handle.pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EPERM:
+                raise
+
+    def find(self, task_id: str) -> ProcessHandle | Exit | None:
+        """After a restart: the live process to adopt, how it ended, or None if never started."""
+        workdir = self.workdir(task_id)
+        with contextlib.suppress(FileNotFoundError, msgspec.DecodeError):
+            return msgspec.json.decode((workdir / "exit").read_bytes(), type=Exit)
+        try:
+            pid_text, started_text = (workdir / "pid").read_text().split()
+        except (FileNotFoundError, ValueError):
+            return None
+        pid, started = int(pid_text), float(started_text)
+        now_started = _start_time(pid)
+        if now_started is not None and abs(now_started - started) < 0.05:
+            return ProcessHandle(task_id, pid, None)
+        return Exit(None, "the process ended while orc was not running; its exit status is unknown")
+
+    def saved_tasks(self) -> list[Task]:
+        """Tasks this driver has a working directory for (to adopt after a worker restart)."""
+        tasks = []
+        if not self.root.is_dir():
+            return tasks
+        for entry in self.root.iterdir():
+            with contextlib.suppress(OSError, msgspec.DecodeError):
+                tasks.append(msgspec.json.decode((entry / "task.json").read_bytes(), type=Task))
+        return tasks
+
+    def logs(self, task_id: str) -> tuple[bytes, bytes]:
+        workdir = self.workdir(task_id)
+        out = (workdir / "stdout").read_bytes() if (workdir / "stdout").exists() else b""
+        err = (workdir / "stderr").read_bytes() if (workdir / "stderr").exists() else b""
+        return out, err

@@ -1,0 +1,1 @@
+"""The HTTP facade: thin quart-trio apps that turn requests into actor messages."""

@@ -1,0 +1,195 @@
+"""The Manager actor: the one writer of the event log and the owner of cluster state.
+
+It takes the messages waiting in its mailbox as one batch, decides the events for each,
+appends them all with one durable write, applies them, and only then replies and acts. Two
+commands for the same task never share a batch, so each decision sees the state the one
+before it left. Nothing anybody can observe ever comes from an event that is not on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from actors import Actor, ActorRef, Envelope, Mailbox
+from eventlog import EventLog, LogWriteError
+from orc import decide
+from orc.events import (
+    AnyEvent,
+    NodeJoined,
+    TaskExited,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    TaskStopRequested,
+    TaskSubmitted,
+)
+from orc.messages import (
+    GetStats,
+    GetTask,
+    Join,
+    ListTasks,
+    Lost,
+    NodesChanged,
+    Place,
+    Reconcile,
+    Reply,
+    RunTask,
+    Schedule,
+    Stop,
+    StopTask,
+    Submit,
+)
+from orc.model import State
+from orc.state import ClusterState, apply, load_state
+from orc.transitions import ACTIVE
+from orc.worker import Ping
+
+log = logging.getLogger("orc.manager")
+
+BATCH = 512
+
+_DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
+    Submit: decide.submit,
+    Stop: decide.stop,
+    Place: decide.place,
+    TaskStarted: decide.started,
+    TaskExited: decide.exited,
+    Lost: decide.lost,
+    Join: decide.join,
+}
+
+
+class Manager(Actor):
+    def __init__(
+        self,
+        log: EventLog,
+        scheduler: ActorRef,
+        proxies: dict[str, ActorRef],
+    ) -> None:
+        self.log = log
+        self.state = ClusterState()
+        self.scheduler = scheduler
+        self.proxies = proxies
+
+    async def started(self) -> None:
+        """Rebuild state from the log, then pick up where it left off: schedule what waits,
+        and ask each worker what became of the tasks placed on it.
+
+        A restart after a crash takes the same path, so it never works from half-applied state.
+        """
+        self.state = await trio.to_thread.run_sync(load_state, self.log)
+        await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
+        pending = tuple(t for t in self.state.tasks.values() if t.state == State.PENDING)
+        if pending:
+            await self.scheduler.tell(Schedule(pending))
+        for name, proxy in self.proxies.items():
+            placed = tuple(t for t in self.state.tasks_on(name) if t.state in ACTIVE)
+            if placed:
+                await proxy.tell(Reconcile(placed))
+
+    async def run(self, mailbox: Mailbox) -> None:
+        await self.started()
+        while True:
+            first = await mailbox.receive()
+            await self._process([first, *mailbox.receive_nowait_many(BATCH)])
+
+    async def _process(self, batch: list[Envelope]) -> None:
+        group: list[Envelope] = []
+        keys: set[str] = set()
+        for env in batch:
+            if type(env.message) not in _DECIDERS:
+                await self._commit(group)
+                group, keys = [], set()
+                env.reply(self._read(env.message))
+                continue
+            key = decide.key_of(env.message)
+            if key is not None and key in keys:
+                await self._commit(group)
+                group, keys = [], set()
+            if key is not None:
+                keys.add(key)
+            group.append(env)
+        await self._commit(group)
+
+    async def _commit(self, group: list[Envelope]) -> None:
+        """Decide, log durably, apply, then reply and act, for commands on distinct tasks."""
+        if not group:
+            return
+        decisions = [_DECIDERS[type(env.message)](self.state, env.message) for env in group]
+        events = [event for evs, _ in decisions for event in evs]
+        if events:
+            try:
+                await self.log.append_batch(events)
+            except LogWriteError as exc:
+                log.error("%s", exc)
+                for env, (evs, reply) in zip(group, decisions, strict=True):
+                    if evs:
+                        env.reply(Reply(503, message=f"{exc}; nothing was changed, retry later"))
+                    else:
+                        env.reply(reply)
+                return
+            for event in events:
+                apply(self.state, event)
+        for env, (_, reply) in zip(group, decisions, strict=True):
+            env.reply(reply)
+        await self._act(events)
+
+    async def _act(self, events: list[AnyEvent]) -> None:
+        """Side effects of durable events: placement requests and orders to workers."""
+        to_schedule = []
+        for event in events:
+            match event:
+                case TaskSubmitted(task=task):
+                    to_schedule.append(self.state.tasks[task.id])
+                case TaskScheduled(task_id=task_id, node=node):
+                    await self._tell_node(node, RunTask(self.state.tasks[task_id]))
+                case TaskStopRequested(task_id=task_id):
+                    task = self.state.tasks[task_id]
+                    if task.state in ACTIVE:
+                        await self._tell_node(task.node, StopTask(task_id))
+                case NodeJoined():
+                    await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
+                    pending = [t for t in self.state.tasks.values() if t.state == State.PENDING]
+                    to_schedule.extend(pending)
+                case TaskExited() | TaskFailed():
+                    pass
+        if to_schedule:
+            await self.scheduler.tell(Schedule(tuple(to_schedule)))
+
+    async def _tell_node(self, node: str, message: object) -> None:
+        proxy = self.proxies.get(node)
+        if proxy is None:
+            log.warning("no connection to node %s for %r", node, message)
+            return
+        await proxy.tell(message)
+
+    def _read(self, message: object) -> object:
+        match message:
+            case GetTask(task_id):
+                task = self.state.tasks.get(task_id)
+                if task is None:
+                    return Reply(404, message=f"no task with ID {task_id}")
+                return Reply(200, task=task)
+            case ListTasks():
+                return list(self.state.tasks.values())
+            case GetStats():
+                return self._stats()
+            case Ping():
+                return None
+        raise TypeError(f"manager: unexpected message {message!r}")
+
+    def _stats(self) -> dict[str, object]:
+        by_state = {s.label: 0 for s in State}
+        for task in self.state.tasks.values():
+            by_state[State(task.state).label] += 1
+        return {
+            "TaskCount": len(self.state.tasks),
+            "Tasks": by_state,
+            "NodeCount": len(self.state.nodes),
+            "Nodes": sorted(self.state.nodes),
+            "LogSeq": self.log.last_seq,
+        }

@@ -1,0 +1,105 @@
+"""Messages between orc's actors. All are msgspec structs so that the same types can cross
+HTTP between separate manager and worker processes.
+
+Worker -> manager updates are the log's own `TaskStarted` and `TaskExited` events.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from orc.model import NodeInfo, Task, TaskEvent
+
+# -- to the manager ---------------------------------------------------------------------------
+
+
+class Submit(msgspec.Struct, frozen=True):
+    """A checked TaskEvent from a client (IDs filled in) and the time it arrived."""
+
+    event: TaskEvent
+    now: str
+
+
+class Stop(msgspec.Struct, frozen=True):
+    task_id: str
+    now: str
+
+
+class Place(msgspec.Struct, frozen=True):
+    """The scheduler's decision for one task: a node, or the reason there is none."""
+
+    task_id: str
+    node: str
+    reason: str
+    now: str
+
+
+class Lost(msgspec.Struct, frozen=True):
+    """A worker found no trace of a task it was meant to run."""
+
+    task_id: str
+    node: str
+    error: str
+    now: str
+
+
+class Join(msgspec.Struct, frozen=True):
+    node: NodeInfo
+    now: str
+
+
+class GetTask(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class ListTasks(msgspec.Struct, frozen=True):
+    pass
+
+
+class GetStats(msgspec.Struct, frozen=True):
+    pass
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """The manager's answer to a client command: an HTTP status and what to send."""
+
+    status: int
+    task: Task | None = None
+    event: TaskEvent | None = None
+    message: str = ""
+
+
+# -- to the scheduler -------------------------------------------------------------------------
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    tasks: tuple[Task, ...]
+
+
+class NodesChanged(msgspec.Struct, frozen=True):
+    nodes: tuple[NodeInfo, ...]
+
+
+# -- to a worker (through its proxy) ----------------------------------------------------------
+
+
+class RunTask(msgspec.Struct, frozen=True):
+    task: Task
+
+
+class StopTask(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class Reconcile(msgspec.Struct, frozen=True):
+    """After a manager start: the tasks the manager believes are placed on this worker."""
+
+    tasks: tuple[Task, ...]
+
+
+class ListWorkerTasks(msgspec.Struct, frozen=True):
+    pass
+
+
+class Shutdown(msgspec.Struct, frozen=True):
+    """Stop every task and report it, before orc exits."""

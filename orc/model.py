@@ -1,0 +1,124 @@
+"""The wire model: Task, TaskEvent and State, spelled as the seed's Go structs emit them.
+
+Python names are snake_case; `_wire_name` maps them to the seed's PascalCase keys, so the
+JSON is byte-compatible with the seed (`ID`, `ContainerID`, `CPU`, ...).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+_ACRONYMS = {"id": "ID", "cpu": "CPU"}
+
+
+def _wire_name(name: str) -> str:
+    """`container_id` -> `ContainerID`, `cpu` -> `CPU`, `exposed_ports` -> `ExposedPorts`."""
+    return "".join(_ACRONYMS.get(part, part.capitalize()) for part in name.split("_"))
+
+
+class State(enum.IntEnum):
+    """Task states, numbered as the seed numbers them on the wire."""
+
+    PENDING = 0
+    SCHEDULED = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = -1
+
+    @property
+    def label(self) -> str:
+        return self.name.capitalize()
+
+
+class Wire(msgspec.Struct, rename=_wire_name, forbid_unknown_fields=True, omit_defaults=False):
+    """Base for every JSON body: PascalCase keys, unknown keys rejected."""
+
+
+PortMap = dict[str, dict[str, Any]]
+HostPort = dict[str, str]
+
+
+class Task(Wire, frozen=True):
+    """A task as clients submit it and as orc reports it.
+
+    Fields a client may set are the spec (see `SPEC_FIELDS`); the rest are owned by orc and
+    ignored on submission.
+    """
+
+    id: str = ""
+    container_id: str = ""
+    name: str = ""
+    state: State = State.PENDING
+    image: str = ""
+    cpu: float = 0.0
+    memory: int = 0
+    disk: int = 0
+    exposed_ports: PortMap | None = None
+    port_bindings: dict[str, str] | None = None
+    restart_policy: str = ""
+    starts_at: str | None = None
+    finished_at: str | None = None
+    health_check: str = ""
+    restart_count: int = 0
+    host_ports: dict[str, list[HostPort]] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    cmd: list[str] | None = None
+    env: list[str] | None = None
+    driver: str = ""
+    node: str = ""
+    exit_code: int | None = None
+    error: str = ""
+    state_name: str = ""
+
+
+SPEC_FIELDS = (
+    "name",
+    "image",
+    "cpu",
+    "memory",
+    "disk",
+    "exposed_ports",
+    "port_bindings",
+    "restart_policy",
+    "health_check",
+    "cmd",
+    "env",
+    "driver",
+)
+
+
+def spec_of(task: Task) -> tuple[Any, ...]:
+    """What makes two submissions of one ID the same request (for idempotency)."""
+    return tuple(getattr(task, f) for f in SPEC_FIELDS)
+
+
+class TaskEvent(Wire):
+    """The body of POST /tasks: what is wanted of a task.
+
+    `state` 1 or 2 asks for the task to run, 3 asks for it to stop (as in the seed).
+    """
+
+    id: str = ""
+    state: int = int(State.RUNNING)
+    requested_at: str | None = None
+    task: Task | None = None
+
+
+class NodeInfo(msgspec.Struct, frozen=True):
+    """What a worker node offers. Immutable: shared freely between actors."""
+
+    name: str
+    address: str
+    drivers: tuple[str, ...]
+    cores: int = 0
+    memory: int = 0
+    disk: int = 0
+
+
+def for_wire(task: Task) -> Task:
+    """The task as clients see it: `StateName` filled in."""
+    return msgspec.structs.replace(task, state_name=State(task.state).label)

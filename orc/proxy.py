@@ -1,0 +1,32 @@
+"""WorkerProxy: the manager's side of one worker node.
+
+In one process it passes messages over memory channels: orders to the worker, updates to the
+manager. A proxy over HTTP carries the same message types; nothing above it can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from actors import Actor, ActorRef
+from orc.events import TaskExited, TaskStarted
+from orc.messages import ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
+from orc.worker import Ping
+
+_UPDATES = (TaskStarted, TaskExited, Lost)
+_ORDERS = (RunTask, StopTask, Reconcile, Shutdown, ListWorkerTasks)
+
+
+class LocalWorkerProxy(Actor):
+    def __init__(self, worker: Callable[[], ActorRef], manager: Callable[[], ActorRef]) -> None:
+        self.worker = worker
+        self.manager = manager
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, _UPDATES):
+            await self.manager().tell(message)
+        elif isinstance(message, _ORDERS):
+            await self.worker().tell(message)
+        elif not isinstance(message, Ping):
+            raise TypeError(f"worker proxy: unexpected message {message!r}")
+        return None

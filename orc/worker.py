@@ -1,0 +1,239 @@
+"""The Worker actor: runs tasks through its drivers and reports every start and exit.
+
+Updates go to `updates` (the node's WorkerProxy), which carries them to the manager. Each
+running task has a watcher task in the worker's nursery; stopping happens in the background
+too, so a slow stop never holds up the mailbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import trio
+
+from actors import Actor, ActorRef, Mailbox
+from orc.drivers.base import Exit, LaunchError
+from orc.events import TaskExited, TaskStarted
+from orc.messages import ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
+from orc.model import NodeInfo, State, Task
+
+log = logging.getLogger("orc.worker")
+
+
+class Ping(msgspec.Struct, frozen=True):
+    """Answered once every message before it has been handled."""
+
+
+@dataclass
+class Entry:
+    """One task as this worker knows it."""
+
+    task: Task
+    handle: object | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+    shutting_down: bool = False
+
+
+class Worker(Actor):
+    def __init__(
+        self,
+        node: NodeInfo,
+        drivers: dict[str, object],
+        updates: ActorRef,
+        now: Callable[[], str],
+    ) -> None:
+        self.node = node
+        self.drivers = drivers
+        self.updates = updates
+        self.now = now
+        self.tasks: dict[str, Entry] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, mailbox: Mailbox) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._adopt_survivors()
+            await super().run(mailbox)
+            nursery.cancel_scope.cancel()
+
+    async def handle(self, message: object) -> object:
+        match message:
+            case RunTask(task):
+                await self._run(task)
+            case StopTask(task_id):
+                return self._stop(task_id)
+            case Reconcile(tasks):
+                for task in tasks:
+                    await self._reconcile(task)
+            case ListWorkerTasks():
+                return [e.task for e in self.tasks.values()]
+            case Shutdown():
+                await self._shutdown()
+            case Ping():
+                return None
+            case _:
+                raise TypeError(f"worker {self.node.name}: unexpected message {message!r}")
+        return None
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _run(self, task: Task) -> None:
+        known = self.tasks.get(task.id)
+        if known is not None and known.task.state in (State.SCHEDULED, State.RUNNING):
+            return
+        entry = Entry(msgspec.structs.replace(task, state=State.SCHEDULED, node=self.node.name))
+        self.tasks[task.id] = entry
+        driver = self.drivers.get(task.driver)
+        if driver is None:
+            await self._finish(
+                entry, Exit(None, f"node {self.node.name} has no {task.driver} driver")
+            )
+            return
+        try:
+            handle = await driver.start(task)  # type: ignore[attr-defined]
+        except LaunchError as exc:
+            await self._finish(entry, Exit(None, str(exc)))
+            return
+        await self._running(entry, handle)
+
+    async def _running(self, entry: Entry, handle: object) -> None:
+        at = self.now()
+        entry.handle = handle
+        host_ports = getattr(handle, "host_ports", None)
+        entry.task = msgspec.structs.replace(
+            entry.task,
+            state=State.RUNNING,
+            starts_at=at,
+            container_id=getattr(handle, "container_id", ""),
+            host_ports=host_ports,
+        )
+        await self.updates.tell(
+            TaskStarted(
+                at=at,
+                task_id=entry.task.id,
+                node=self.node.name,
+                container_id=entry.task.container_id,
+                host_ports=host_ports,
+            )
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._watch, entry)
+
+    async def _watch(self, entry: Entry) -> None:
+        driver = self.drivers[entry.task.driver]
+        result = await driver.wait(entry.handle)  # type: ignore[attr-defined]
+        await self._finish(entry, result)
+
+    async def _finish(self, entry: Entry, result: Exit) -> None:
+        at = self.now()
+        stopped = bool(getattr(entry.handle, "stop_requested", False)) and not entry.shutting_down
+        if entry.shutting_down:
+            error = "stopped because orc shut down"
+        else:
+            error = "" if stopped else result.error
+        entry.task = msgspec.structs.replace(
+            entry.task,
+            state=State.COMPLETED if stopped or result.code == 0 else State.FAILED,
+            finished_at=at,
+            exit_code=result.code,
+            error=error,
+        )
+        await self.updates.tell(
+            TaskExited(
+                at=at,
+                task_id=entry.task.id,
+                node=self.node.name,
+                exit_code=result.code,
+                error=entry.task.error,
+                stopped=stopped,
+            )
+        )
+        entry.done.set()
+
+    def _stop(self, task_id: str) -> bool | None:
+        """None for a task this worker does not know; True when a stop has begun."""
+        entry = self.tasks.get(task_id)
+        if entry is None:
+            return None
+        if entry.handle is None or entry.done.is_set():
+            return False
+        driver = self.drivers[entry.task.driver]
+        assert self._nursery is not None
+        self._nursery.start_soon(driver.stop, entry.handle)  # type: ignore[attr-defined]
+        return True
+
+    async def _shutdown(self) -> None:
+        running = [e for e in self.tasks.values() if e.handle is not None and not e.done.is_set()]
+        for entry in running:
+            entry.shutting_down = True
+            self._stop(entry.task.id)
+        for entry in running:
+            await entry.done.wait()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def _adopt_survivors(self) -> None:
+        """Processes that outlived a restart of this worker are watched again, not duplicated."""
+        for driver in self.drivers.values():
+            for task in driver.saved_tasks():  # type: ignore[attr-defined]
+                found = driver.find(task.id)  # type: ignore[attr-defined]
+                if found is not None and not isinstance(found, Exit):
+                    log.info("worker %s: adopted task %s still running", self.node.name, task.id)
+                    self.tasks[task.id] = Entry(
+                        msgspec.structs.replace(task, state=State.SCHEDULED, node=self.node.name)
+                    )
+                    await self._running(self.tasks[task.id], found)
+
+    async def _reconcile(self, task: Task) -> None:
+        """Tell the manager what became of a task it believes is placed here."""
+        entry = self.tasks.get(task.id)
+        if entry is not None:
+            await self._report_again(entry)
+            return
+        driver = self.drivers.get(task.driver)
+        found = driver.find(task.id) if driver is not None else None  # type: ignore[attr-defined]
+        if isinstance(found, Exit):
+            entry = Entry(msgspec.structs.replace(task, node=self.node.name))
+            self.tasks[task.id] = entry
+            await self._finish(entry, found)
+        elif found is not None:
+            self.tasks[task.id] = Entry(msgspec.structs.replace(task, node=self.node.name))
+            await self._running(self.tasks[task.id], found)
+        elif task.state == State.SCHEDULED:
+            await self._run(task)
+        else:
+            await self.updates.tell(
+                Lost(
+                    task_id=task.id,
+                    node=self.node.name,
+                    error=f"lost: node {self.node.name} has no trace of the task after a restart",
+                    now=self.now(),
+                )
+            )
+
+    async def _report_again(self, entry: Entry) -> None:
+        task = entry.task
+        if task.state == State.RUNNING:
+            await self.updates.tell(
+                TaskStarted(
+                    at=task.starts_at or self.now(),
+                    task_id=task.id,
+                    node=self.node.name,
+                    container_id=task.container_id,
+                    host_ports=task.host_ports,
+                )
+            )
+        elif task.state in (State.COMPLETED, State.FAILED):
+            await self.updates.tell(
+                TaskExited(
+                    at=task.finished_at or self.now(),
+                    task_id=task.id,
+                    node=self.node.name,
+                    exit_code=task.exit_code,
+                    error=task.error,
+                    stopped=task.state == State.COMPLETED and task.exit_code != 0,
+                )
+            )

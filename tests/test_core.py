@@ -1,0 +1,248 @@
+"""The pure core: transitions, apply, decisions and placement, as plain functions."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+
+from orc import decide
+from orc.events import (
+    NodeJoined,
+    TaskExited,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    TaskStopRequested,
+    TaskSubmitted,
+    TaskUnplaced,
+)
+from orc.messages import Join, Lost, Place, Stop, Submit
+from orc.model import NodeInfo, State, Task, TaskEvent, for_wire
+from orc.scheduling import pick_round_robin, select_candidates
+from orc.state import ClusterState, apply, replay
+from orc.transitions import LEGAL, IllegalTransition, is_legal
+
+T0 = "2026-01-01T00:00:00+00:00"
+T1 = "2026-01-01T00:00:01+00:00"
+ID = "266592cd-960d-4091-981c-8c25c44b1018"
+NODE = NodeInfo(name="w1", address="localhost:1", drivers=("process",))
+
+EXPECTED_LEGAL = {
+    (State.PENDING, State.SCHEDULED),
+    (State.PENDING, State.FAILED),
+    (State.SCHEDULED, State.RUNNING),
+    (State.SCHEDULED, State.FAILED),
+    (State.SCHEDULED, State.COMPLETED),
+    (State.RUNNING, State.COMPLETED),
+    (State.RUNNING, State.FAILED),
+    (State.RUNNING, State.SCHEDULED),
+    (State.FAILED, State.SCHEDULED),
+}
+
+
+@pytest.mark.parametrize(("src", "dst"), list(itertools.product(State, State)))
+def test_every_transition_is_legal_exactly_when_the_table_says(src: State, dst: State) -> None:
+    assert is_legal(src, dst) == ((src, dst) in EXPECTED_LEGAL)
+
+
+def test_completed_is_final() -> None:
+    assert LEGAL[State.COMPLETED] == frozenset()
+
+
+def _task(**changes: object) -> Task:
+    base = Task(id=ID, name="t", cmd=["true"], driver="process", created_at=T0, updated_at=T0)
+    return msgspec.structs.replace(base, **changes)
+
+
+def _running_state() -> ClusterState:
+    return replay(
+        enumerate(
+            [
+                NodeJoined(at=T0, node=NODE),
+                TaskSubmitted(at=T0, task=_task()),
+                TaskScheduled(at=T0, task_id=ID, node="w1"),
+                TaskStarted(at=T1, task_id=ID, node="w1"),
+            ],
+            1,
+        )
+    )
+
+
+def test_apply_walks_a_task_through_its_life() -> None:
+    state = _running_state()
+    task = state.tasks[ID]
+    assert task.state == State.RUNNING
+    assert task.node == "w1"
+    assert task.starts_at == T1
+    apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=0))
+    assert state.tasks[ID].state == State.COMPLETED
+    assert state.tasks[ID].finished_at == T1
+    assert state.tasks[ID].exit_code == 0
+
+
+def test_nonzero_exit_fails_with_code_and_reason() -> None:
+    state = _running_state()
+    apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=3, error="exited with 3"))
+    task = state.tasks[ID]
+    assert (task.state, task.exit_code, task.error) == (State.FAILED, 3, "exited with 3")
+
+
+def test_stopped_task_ends_completed_even_when_killed() -> None:
+    state = _running_state()
+    apply(state, TaskStopRequested(at=T1, task_id=ID))
+    assert ID in state.stop_requested
+    apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=143, stopped=True))
+    assert state.tasks[ID].state == State.COMPLETED
+    assert ID not in state.stop_requested
+
+
+def test_stop_of_pending_task_fails_it_with_a_reason() -> None:
+    state = replay([(1, TaskSubmitted(at=T0, task=_task()))])
+    apply(state, TaskStopRequested(at=T1, task_id=ID))
+    assert state.tasks[ID].state == State.FAILED
+    assert "before it was placed" in state.tasks[ID].error
+
+
+def test_apply_refuses_an_illegal_transition() -> None:
+    state = _running_state()
+    apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=0))
+    with pytest.raises(IllegalTransition, match="Completed -> Running"):
+        apply(state, TaskStarted(at=T1, task_id=ID, node="w1"))
+
+
+def test_unplaced_keeps_task_pending_with_reason() -> None:
+    state = replay([(1, TaskSubmitted(at=T0, task=_task()))])
+    apply(state, TaskUnplaced(at=T1, task_id=ID, reason="1 node: 1 lacks driver docker"))
+    assert state.tasks[ID].state == State.PENDING
+    assert state.tasks[ID].error == "1 node: 1 lacks driver docker"
+
+
+def test_apply_does_not_change_tasks_already_handed_out() -> None:
+    state = _running_state()
+    before = state.tasks[ID]
+    apply(state, TaskFailed(at=T1, task_id=ID, error="lost"))
+    assert before.state == State.RUNNING
+    assert state.tasks[ID].state == State.FAILED
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+
+def _submit(task: Task, state: int = 2) -> Submit:
+    return Submit(TaskEvent(id=task.id, state=state, task=task), T0)
+
+
+def test_submit_records_a_pending_task_and_ignores_client_owned_fields() -> None:
+    events, reply = decide.submit(ClusterState(), _submit(_task(state=State.RUNNING, node="x")))
+    assert reply is not None and reply.status == 201
+    [event] = events
+    assert isinstance(event, TaskSubmitted)
+    assert event.task.state == State.PENDING
+    assert event.task.node == ""
+    assert event.task.created_at == T0
+
+
+def test_submit_same_spec_is_idempotent_other_spec_conflicts() -> None:
+    state = _running_state()
+    events, reply = decide.submit(state, _submit(_task()))
+    assert events == [] and reply is not None and reply.status == 200
+    assert reply.event is not None and reply.event.task is not None
+    assert reply.event.task.state == State.RUNNING
+    events, reply = decide.submit(state, _submit(_task(cmd=["false"])))
+    assert events == [] and reply is not None and reply.status == 409
+    assert ID in reply.message
+
+
+def test_submit_with_state_3_is_a_stop() -> None:
+    events, reply = decide.submit(_running_state(), _submit(_task(), state=3))
+    assert [type(e) for e in events] == [TaskStopRequested]
+    assert reply is not None and reply.status == 204
+
+
+def test_stop_unknown_is_404_and_stop_twice_logs_once() -> None:
+    _, reply = decide.stop(ClusterState(), Stop(ID, T0))
+    assert reply is not None and reply.status == 404
+    state = _running_state()
+    events, _ = decide.stop(state, Stop(ID, T0))
+    for event in events:
+        apply(state, event)
+    again, reply = decide.stop(state, Stop(ID, T0))
+    assert again == [] and reply is not None and reply.status == 204
+
+
+def test_updates_from_the_wrong_node_or_for_unknown_tasks_are_ignored() -> None:
+    state = _running_state()
+    assert decide.exited(state, TaskExited(at=T1, task_id=ID, node="w2", exit_code=0))[0] == []
+    other = "00000000-0000-0000-0000-000000000000"
+    assert decide.started(state, TaskStarted(at=T1, task_id=other, node="w1"))[0] == []
+    # A duplicate start is not applied twice.
+    assert decide.started(state, TaskStarted(at=T1, task_id=ID, node="w1"))[0] == []
+
+
+def test_exit_after_stop_request_is_marked_stopped() -> None:
+    state = _running_state()
+    apply(state, TaskStopRequested(at=T1, task_id=ID))
+    [event], _ = decide.exited(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=143))
+    assert isinstance(event, TaskExited) and event.stopped
+
+
+def test_lost_task_fails_but_a_stopped_one_completes() -> None:
+    state = _running_state()
+    [event], _ = decide.lost(state, Lost(ID, "w1", "lost: gone", T1))
+    assert isinstance(event, TaskFailed)
+    apply(state, TaskStopRequested(at=T1, task_id=ID))
+    [event], _ = decide.lost(state, Lost(ID, "w1", "lost: gone", T1))
+    assert isinstance(event, TaskExited) and event.stopped
+
+
+def test_place_only_pending_tasks_on_known_nodes_and_reasons_only_once() -> None:
+    state = replay([(1, NodeJoined(at=T0, node=NODE)), (2, TaskSubmitted(at=T0, task=_task()))])
+    assert decide.place(state, Place(ID, "nope", "", T1))[0] == []
+    [event], _ = decide.place(state, Place(ID, "", "no nodes", T1))
+    apply(state, event)
+    assert decide.place(state, Place(ID, "", "no nodes", T1))[0] == []
+    [event], _ = decide.place(state, Place(ID, "w1", "", T1))
+    assert isinstance(event, TaskScheduled)
+    apply(state, event)
+    assert state.tasks[ID].error == ""
+    assert decide.place(state, Place(ID, "w1", "", T1))[0] == []
+
+
+def test_join_logs_only_changes() -> None:
+    state = ClusterState()
+    [event], _ = decide.join(state, Join(NODE, T0))
+    apply(state, event)
+    assert decide.join(state, Join(NODE, T0))[0] == []
+
+
+# -- placement --------------------------------------------------------------------------------
+
+
+def test_candidates_need_the_driver_and_reasons_are_summed() -> None:
+    nodes = [NODE, msgspec.structs.replace(NODE, name="w2")]
+    docker_task = _task(driver="docker", image="x")
+    assert select_candidates(docker_task, nodes) == ([], "2 nodes: 2 lack driver docker")
+    assert select_candidates(docker_task, [NODE]) == ([], "1 node: 1 lacks driver docker")
+    assert select_candidates(_task(), []) == ([], "no worker nodes have joined yet")
+    assert select_candidates(_task(), nodes)[0] == nodes
+
+
+def test_round_robin_cycles() -> None:
+    nodes = [msgspec.structs.replace(NODE, name=f"w{i}") for i in range(3)]
+    cursor, picked = -1, []
+    for _ in range(4):
+        node, cursor = pick_round_robin(nodes, cursor)
+        picked.append(node.name)
+    assert picked == ["w0", "w1", "w2", "w0"]
+
+
+def test_wire_names_are_the_seeds() -> None:
+    body = msgspec.json.decode(msgspec.json.encode(for_wire(_task())))
+    for key in ("ID", "ContainerID", "CPU", "ExposedPorts", "PortBindings", "RestartPolicy",
+                "StartsAt", "FinishedAt", "HealthCheck", "RestartCount", "HostPorts",
+                "CreatedAt", "UpdatedAt", "Cmd", "Env", "Driver", "Node", "ExitCode", "Error"):
+        assert key in body
+    assert body["StateName"] == "Pending"
+    assert body["State"] == 0
