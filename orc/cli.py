@@ -38,18 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    status = 0
     try:
         trio.run(run_cluster, settings, _announce)
     except* CorruptLogError as group:
-        return _fail(group, 2)
+        status = _report(group, 2)
     except* EscalationError as group:
-        return _fail(group, 1, "stopped after repeated crashes: ")
+        status = _report(group, 1, "stopped after repeated crashes: ")
     except* OSError as group:
-        return _fail(group, 1)
-    return 0
+        status = _report(group, 1)
+    return status
 
 
-def _fail(group: BaseExceptionGroup, status: int, prefix: str = "") -> int:
+def _report(group: BaseExceptionGroup, status: int, prefix: str = "") -> int:
     for exc in group.exceptions:
         print(f"orc: {prefix}{exc}", file=sys.stderr)
     return status

@@ -123,7 +123,7 @@ async def run_cluster(
         )
     sup = Supervisor("orc", max_restarts=5, within=10.0)
     cluster = build(settings, sup, event_log)
-    stop = stop or trio.Event()
+    stop = stop if stop is not None else trio.Event()
     http_closed = trio.Event()
     try:
         async with trio.open_nursery() as nursery:

@@ -46,8 +46,13 @@ def _signal_name(number: int) -> str:
 
 
 def _start_time(pid: int) -> float | None:
+    """When a live process started (None if it is gone or only a zombie): with its pid, a
+    process's identity, since pids are reused."""
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
     except psutil.Error:
         return None
 

@@ -1,0 +1,170 @@
+"""`orc` as a real subprocess on free ports: tasks, SIGKILL, restart, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Orc:
+    """One `orc` process; `start` again on the same data dir after a kill."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "ORC_MANAGER_HOST": "127.0.0.1",
+            "ORC_MANAGER_PORT": str(free_port()),
+            "ORC_WORKER_HOST": "127.0.0.1",
+            "ORC_WORKER_PORT": str(free_port()),
+            "ORC_DATA_DIR": str(data_dir),
+            "ORC_STOP_GRACE": "2",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.url = f"http://127.0.0.1:{self.env['ORC_MANAGER_PORT']}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orc"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise AssertionError(f"orc exited early:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            if line.startswith("Starting Orc manager"):
+                return
+        raise AssertionError(f"orc did not start:\n{''.join(self.lines)}")
+
+    def output(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        return "".join(self.lines) + self.proc.stdout.read()
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def post(self, cmd: list[str]) -> str:
+        task_id = str(uuid.uuid4())
+        body = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Name": "e2e", "Cmd": cmd}}
+        r = httpx.post(f"{self.url}/tasks", json=body, timeout=10)
+        assert r.status_code == 201, r.text
+        return task_id
+
+    def task(self, task_id: str) -> dict:
+        r = httpx.get(f"{self.url}/tasks/{task_id}", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, task_id: str, state: int, timeout: float = 15) -> dict:
+        deadline = time.monotonic() + timeout
+        task: dict = {}
+        while time.monotonic() < deadline:
+            task = self.task(task_id)
+            if task["State"] == state:
+                return task
+            time.sleep(0.05)
+        raise AssertionError(f"task {task_id} never reached {state}: {task}")
+
+
+@pytest.fixture
+def orc(tmp_path: Path) -> Iterator[Orc]:
+    node = Orc(tmp_path / "data")
+    node.start()
+    yield node
+    if node.proc is not None and node.proc.poll() is None:
+        node.kill(signal.SIGKILL)
+    # No task process may outlive the test.
+    for p in psutil.process_iter(["environ"]):
+        try:
+            env = p.info["environ"] or {}
+        except psutil.Error:
+            continue
+        if env.get("ORC_DATA_DIR") == node.env["ORC_DATA_DIR"]:
+            p.kill()
+
+
+def test_start_lines_are_the_seeds(orc: Orc) -> None:
+    assert f"Starting Orc worker at 127.0.0.1:{orc.env['ORC_WORKER_PORT']}\n" in orc.lines
+    assert f"Starting Orc manager at 127.0.0.1:{orc.env['ORC_MANAGER_PORT']}\n" in orc.lines
+
+
+def test_tasks_survive_sigkill_and_restart(orc: Orc) -> None:
+    ok = orc.post(["true"])
+    bad = orc.post([sys.executable, "-c", "raise SystemExit(3)"])
+    stopped = orc.post(["sleep", "60"])
+    survivor = orc.post(["sleep", "60"])
+    assert orc.wait_for(ok, 3)["ExitCode"] == 0
+    assert orc.wait_for(bad, -1)["ExitCode"] == 3
+    orc.wait_for(stopped, 2)
+    pid_survivor = int(orc.wait_for(survivor, 2) and _pid(orc, survivor))
+    assert httpx.delete(f"{orc.url}/tasks/{stopped}", timeout=10).status_code == 204
+    orc.wait_for(stopped, 3)
+
+    orc.kill(signal.SIGKILL)
+    assert psutil.pid_exists(pid_survivor), "a task process should outlive orc's SIGKILL"
+    orc.start()
+
+    assert orc.task(ok)["State"] == 3
+    assert orc.task(bad)["State"] == -1
+    assert orc.task(bad)["ExitCode"] == 3
+    assert orc.task(stopped)["State"] == 3
+    # The still-running process was adopted, not duplicated, and can still be stopped.
+    assert orc.wait_for(survivor, 2)["State"] == 2
+    assert _pid(orc, survivor) == pid_survivor
+    assert httpx.delete(f"{orc.url}/tasks/{survivor}", timeout=10).status_code == 204
+    orc.wait_for(survivor, 3)
+    assert not psutil.pid_exists(pid_survivor) or psutil.Process(pid_survivor).status() == "zombie"
+    listed = {t["ID"] for t in httpx.get(f"{orc.url}/tasks", timeout=10).json()}
+    assert listed == {ok, bad, stopped, survivor}
+
+
+def test_task_that_died_while_orc_was_down_is_failed_with_reason(orc: Orc) -> None:
+    task_id = orc.post(["sleep", "60"])
+    orc.wait_for(task_id, 2)
+    pid = _pid(orc, task_id)
+    orc.kill(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    orc.start()
+    task = orc.wait_for(task_id, -1)
+    assert "while orc was not running" in task["Error"]
+
+
+def test_sigterm_stops_tasks_and_closes_the_log(orc: Orc) -> None:
+    task_id = orc.post(["sleep", "60"])
+    orc.wait_for(task_id, 2)
+    pid = _pid(orc, task_id)
+    assert orc.kill(signal.SIGTERM) == 0
+    assert "event log closed" in orc.output()
+    assert not psutil.pid_exists(pid)
+    orc.start()
+    task = orc.task(task_id)
+    assert task["State"] == -1
+    assert task["Error"] == "stopped because orc shut down"
+
+
+def _pid(orc: Orc, task_id: str) -> int:
+    pid_file = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "pid"
+    return int(pid_file.read_text().split()[0])
