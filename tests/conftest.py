@@ -1,4 +1,4 @@
-"""Shared fixtures: free ports, settings on a temporary data dir, and a running in-process cluster."""
+"""Shared fixtures: free ports, settings on a temporary data dir, an in-process cluster."""
 
 from __future__ import annotations
 

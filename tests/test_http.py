@@ -74,7 +74,8 @@ async def test_task_ignoring_sigterm_is_killed_after_grace(cluster: RunningClust
     task_id = r.json()["Task"]["ID"]
     await wait_for_state(cluster.manager, task_id, 2)
     await cluster.manager.delete(f"/tasks/{task_id}")
-    task = await wait_for_state(cluster.manager, task_id, 3, timeout=cluster.settings.stop_grace + 5)
+    grace = cluster.settings.stop_grace
+    task = await wait_for_state(cluster.manager, task_id, 3, timeout=grace + 5)
     assert task["ExitCode"] == 137
 
 
