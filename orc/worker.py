@@ -35,6 +35,7 @@ class Entry:
     handle: object | None = None
     done: trio.Event = field(default_factory=trio.Event)
     shutting_down: bool = False
+    stop_wanted: bool = False
 
 
 class Worker(Actor):
@@ -92,12 +93,19 @@ class Worker(Actor):
                 entry, Exit(None, f"node {self.node.name} has no {task.driver} driver")
             )
             return
+        assert self._nursery is not None
+        self._nursery.start_soon(self._launch, entry, driver)
+
+    async def _launch(self, entry: Entry, driver: object) -> None:
+        """Start in the background, so that many launches overlap their file and process work."""
         try:
-            handle = await driver.start(task)  # type: ignore[attr-defined]
+            handle = await driver.start(entry.task)  # type: ignore[attr-defined]
         except LaunchError as exc:
             await self._finish(entry, Exit(None, str(exc)))
             return
         await self._running(entry, handle)
+        if entry.stop_wanted:
+            self._stop(entry.task.id)
 
     async def _running(self, entry: Entry, handle: object) -> None:
         at = self.now()
@@ -158,15 +166,18 @@ class Worker(Actor):
         entry = self.tasks.get(task_id)
         if entry is None:
             return None
-        if entry.handle is None or entry.done.is_set():
+        if entry.done.is_set():
             return False
+        if entry.handle is None:
+            entry.stop_wanted = True  # still launching: stopped as soon as it runs
+            return True
         driver = self.drivers[entry.task.driver]
         assert self._nursery is not None
         self._nursery.start_soon(driver.stop, entry.handle)  # type: ignore[attr-defined]
         return True
 
     async def _shutdown(self) -> None:
-        running = [e for e in self.tasks.values() if e.handle is not None and not e.done.is_set()]
+        running = [e for e in self.tasks.values() if not e.done.is_set()]
         for entry in running:
             entry.shutting_down = True
             self._stop(entry.task.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -166,5 +167,5 @@ def test_sigterm_stops_tasks_and_closes_the_log(orc: Orc) -> None:
 
 
 def _pid(orc: Orc, task_id: str) -> int:
-    pid_file = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "pid"
-    return int(pid_file.read_text().split()[0])
+    run = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "run.json"
+    return json.loads(run.read_text())["pid"]

@@ -6,6 +6,7 @@ import sys
 import uuid
 
 import pytest
+import trio
 
 from tests.conftest import RunningCluster, wait_for_state
 
@@ -69,10 +70,17 @@ async def test_delete_stops_a_long_task_and_it_ends_completed(cluster: RunningCl
 
 
 async def test_task_ignoring_sigterm_is_killed_after_grace(cluster: RunningCluster) -> None:
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " open('ready', 'w').close(); time.sleep(60)"
+    )
     r = await cluster.manager.post("/tasks", json=_event([PY, "-c", script]))
     task_id = r.json()["Task"]["ID"]
     await wait_for_state(cluster.manager, task_id, 2)
+    ready = cluster.settings.data_dir / "tasks" / "worker-1" / task_id / "ready"
+    with trio.fail_after(10):
+        while not ready.exists():
+            await trio.sleep(0.01)
     await cluster.manager.delete(f"/tasks/{task_id}")
     grace = cluster.settings.stop_grace
     task = await wait_for_state(cluster.manager, task_id, 3, timeout=grace + 5)
