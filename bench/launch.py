@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 
 import trio
-
 from rawhttp import Pool
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from orc.scheduling import POLICIES
+
 DEFAULTS: dict[str, str] = {
     "ORC_MANAGER_HOST": "localhost",
     "ORC_MANAGER_PORT": "8000",
@@ -19,7 +21,10 @@ DEFAULTS: dict[str, str] = {
     "ORC_MAX_BODY": "1048576",
     "ORC_SEGMENT_BYTES": "67108864",
     "ORC_LOG_LEVEL": "INFO",
+    "ORC_SCHEDULER": "epvm",
 }
+
+SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body: int
     segment_bytes: int
     log_level: str
+    scheduler: str = "epvm"
 
 
 class ConfigError(ValueError):
@@ -70,6 +76,13 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
                 f"setting {key}={merged[key]!r} is not a{'n integer' if kind is int else ' number'}"
             ) from None
 
+    scheduler = merged["ORC_SCHEDULER"].strip().lower()
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(
+            f"setting ORC_SCHEDULER={merged['ORC_SCHEDULER']!r} is not a scheduler:"
+            f" use one of {', '.join(SCHEDULERS)}"
+        )
+
     return Settings(
         manager_host=merged["ORC_MANAGER_HOST"],
         manager_port=int(number("ORC_MANAGER_PORT", int)),
@@ -81,4 +94,5 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         max_body=int(number("ORC_MAX_BODY", int)),
         segment_bytes=int(number("ORC_SEGMENT_BYTES", int)),
         log_level=merged["ORC_LOG_LEVEL"].upper(),
+        scheduler=scheduler,
     )

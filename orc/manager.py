@@ -42,10 +42,12 @@ from orc.messages import (
     Stop,
     StopTask,
     Submit,
+    TasksEnded,
+    TasksPlaced,
 )
 from orc.model import State
 from orc.state import ClusterState, apply, load_state
-from orc.transitions import ACTIVE
+from orc.transitions import ACTIVE, TERMINAL
 from orc.worker import Ping
 
 log = logging.getLogger("orc.manager")
@@ -83,6 +85,9 @@ class Manager(Actor):
         """
         self.state = await trio.to_thread.run_sync(load_state, self.log)
         await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
+        placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
+        if placed:
+            await self.scheduler.tell(TasksPlaced(placed))
         pending = tuple(t for t in self.state.tasks.values() if t.state == State.PENDING)
         if pending:
             await self.scheduler.tell(Schedule(pending))
@@ -141,22 +146,30 @@ class Manager(Actor):
     async def _act(self, events: list[AnyEvent]) -> None:
         """Side effects of durable events: placement requests and orders to workers."""
         to_schedule = []
+        placed, ended = [], []  # so the scheduler's allocations follow the log
         for event in events:
             match event:
                 case TaskSubmitted(task=task):
                     to_schedule.append(self.state.tasks[task.id])
                 case TaskScheduled(task_id=task_id, node=node):
+                    placed.append(self.state.tasks[task_id])
                     await self._tell_node(node, RunTask(self.state.tasks[task_id]))
                 case TaskStopRequested(task_id=task_id):
                     task = self.state.tasks[task_id]
                     if task.state in ACTIVE:
                         await self._tell_node(task.node, StopTask(task_id))
+                    elif task.state in TERMINAL:
+                        ended.append(task_id)
                 case NodeJoined():
                     await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
                     pending = [t for t in self.state.tasks.values() if t.state == State.PENDING]
                     to_schedule.extend(pending)
-                case TaskExited() | TaskFailed():
-                    pass
+                case TaskExited(task_id=task_id) | TaskFailed(task_id=task_id):
+                    ended.append(task_id)
+        if placed:
+            await self.scheduler.tell(TasksPlaced(tuple(placed)))
+        if ended:
+            await self.scheduler.tell(TasksEnded(tuple(ended)))
         if to_schedule:
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
 

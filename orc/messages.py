@@ -80,6 +80,24 @@ class NodesChanged(msgspec.Struct, frozen=True):
     nodes: tuple[NodeInfo, ...]
 
 
+class TasksPlaced(msgspec.Struct, frozen=True):
+    """Tasks the log now has Scheduled or Running on a node: the scheduler counts them there.
+
+    Sent for every `TaskScheduled`, and on manager start-up for everything placed, so the
+    scheduler's allocations follow the log whoever placed the task (itself or a restart).
+    """
+
+    tasks: tuple[Task, ...]
+
+
+class TasksEnded(msgspec.Struct, frozen=True):
+    """Tasks that finished or were stopped before they ran: their capacity is free again,
+    and a waiting task may fit now.
+    """
+
+    task_ids: tuple[str, ...]
+
+
 # -- to a worker (through its proxy) ----------------------------------------------------------
 
 

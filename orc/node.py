@@ -63,7 +63,9 @@ def build(settings: Settings, sup: Supervisor, event_log: EventLog) -> Cluster:
         mailbox_size=MAILBOX,
     )
     refs["scheduler"] = sup.add(
-        "scheduler", lambda: Scheduler(lambda: manager, now), mailbox_size=MAILBOX
+        "scheduler",
+        lambda: Scheduler(lambda: manager, now, settings.scheduler),
+        mailbox_size=MAILBOX,
     )
     cluster = Cluster(event_log, manager, refs["scheduler"])
     cores, memory, disk = capacity(settings.data_dir)

@@ -1,5 +1,11 @@
 """The Scheduler actor: turns pending tasks into placements, and remembers the ones that fit
-nowhere so that they are tried again when the nodes change.
+nowhere so that they are tried again as soon as capacity appears (a node joins, a task ends).
+
+Its allocations follow the log: it counts its own placements at once (so the next task in the
+same batch sees them), the manager confirms every placement with `TasksPlaced` (idempotent, and
+it covers placements the scheduler did not make, such as restarts) and frees capacity with
+`TasksEnded`. A placement the manager refuses is always for a task that has ended, so the
+matching `TasksEnded` frees it too.
 """
 
 from __future__ import annotations
@@ -7,39 +13,56 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from actors import Actor, ActorRef
-from orc.messages import NodesChanged, Place, Schedule
-from orc.model import NodeInfo, Task
-from orc.scheduling import pick_round_robin, select_candidates
+from orc.messages import NodesChanged, Place, Schedule, TasksEnded, TasksPlaced
+from orc.model import Task
+from orc.scheduling import Placer, need_of
 
 
 class Scheduler(Actor):
-    def __init__(self, manager: Callable[[], ActorRef], now: Callable[[], str]) -> None:
+    def __init__(
+        self, manager: Callable[[], ActorRef], now: Callable[[], str], policy: str = "epvm"
+    ) -> None:
         self.manager = manager
         self.now = now
-        self.nodes: tuple[NodeInfo, ...] = ()
-        self.waiting: dict[str, Task] = {}
-        self.cursor = -1
+        self.placer = Placer(policy)
+        # Tasks that fit nowhere, with the reason last told to the manager, in arrival order.
+        self.waiting: dict[str, tuple[Task, str]] = {}
 
     async def handle(self, message: object) -> object:
         match message:
             case Schedule(tasks):
                 for task in tasks:
-                    await self._place(task)
+                    if task.id not in self.placer.placed:
+                        await self._place(task, self.waiting.get(task.id, (task, task.error))[1])
             case NodesChanged(nodes):
-                self.nodes = nodes
-                waiting, self.waiting = self.waiting, {}
-                for task in waiting.values():
-                    await self._place(task)
+                self.placer.set_nodes(nodes)
+                await self._retry()
+            case TasksPlaced(tasks):
+                for task in tasks:
+                    self.waiting.pop(task.id, None)
+                    self.placer.assign(task.id, task.node, need_of(task))
+            case TasksEnded(task_ids):
+                freed = False
+                for task_id in task_ids:
+                    self.waiting.pop(task_id, None)
+                    freed |= self.placer.release(task_id)
+                if freed:
+                    await self._retry()
             case _:
                 raise TypeError(f"scheduler: unexpected message {message!r}")
         return None
 
-    async def _place(self, task: Task) -> None:
-        candidates, reason = select_candidates(task, self.nodes)
-        if candidates:
-            node, self.cursor = pick_round_robin(candidates, self.cursor)
+    async def _retry(self) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for task, told in waiting.values():
+            await self._place(task, told)
+
+    async def _place(self, task: Task, told: str) -> None:
+        choice = self.placer.place(task)
+        if choice.node:
             self.waiting.pop(task.id, None)
-            await self.manager().tell(Place(task.id, node.name, "", self.now()))
-        else:
-            self.waiting[task.id] = task
-            await self.manager().tell(Place(task.id, "", reason, self.now()))
+            await self.manager().tell(Place(task.id, choice.node, "", self.now()))
+            return
+        self.waiting[task.id] = (task, choice.reason)
+        if choice.reason != told:
+            await self.manager().tell(Place(task.id, "", choice.reason, self.now()))
