@@ -1,0 +1,374 @@
+"""An append-only, checksummed, group-committed log of msgspec records.
+
+Appends made while a flush runs are written together by the next flush: one frame, one write,
+one fdatasync. There is no background task: the first appender that finds no flush running
+flushes (it "leads"), and hands the lead to a waiting appender when it is done, so every flush is
+run by a task whose own records are in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from eventlog.errors import CorruptLogError, LogWriteError, Recovery
+from eventlog.framing import HEADER_SIZE, array_header, encode_frame
+from eventlog.segments import (
+    Segment,
+    create_segment,
+    load_segments,
+    lock_directory,
+    pwrite_all,
+    read_frames,
+)
+
+_TAIL_FRAMES = 256  # recent frames kept in memory so that live followers need no disk reads
+_TAIL_BYTES = 4 * 1024 * 1024
+_FOLLOW_CHUNK = 4096  # records a follower reads from disk per thread call
+
+
+class _Submission:
+    """The records of one append call, waiting for their flush."""
+
+    __slots__ = ("count", "data", "done", "error", "lead", "seq")
+
+    def __init__(self, data: bytes | memoryview, count: int) -> None:
+        self.data = data  # the encoded records, without the msgpack array header
+        self.count = count
+        self.done = trio.Event()
+        self.lead = False  # set when this submission's task must run the next flush
+        self.seq = 0  # seq of its last record, once durable
+        self.error: tuple[str, BaseException] | None = None
+
+    def result(self) -> int:
+        if self.error is not None:
+            message, cause = self.error
+            raise LogWriteError(message) from cause
+        return self.seq
+
+
+class EventLog:
+    """A directory of segment files holding records numbered 1, 2, 3, ... without gaps.
+
+    Use `EventLog.open`; the constructor does no I/O.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        record_type: Any,
+        segment_bytes: int,
+        segments: list[Segment],
+        fd: int,
+        lock_fd: int,
+        recovery: Recovery | None,
+        validate: bool,
+    ) -> None:
+        self.directory = directory
+        self.recovery = recovery
+        self.fsync_count = 0
+        self._segment_bytes = segment_bytes
+        self._segments = segments
+        self._fd = fd
+        self._lock_fd = lock_fd
+        self._validate = validate
+        self._encoder = msgspec.msgpack.Encoder()
+        self._check_one = msgspec.msgpack.Decoder(record_type)
+        self._decoder = msgspec.msgpack.Decoder(list[record_type])  # type: ignore[valid-type]
+        self._last_seq = segments[-1].next_seq - 1
+        self._limiter = trio.CapacityLimiter(1)
+        self._queue: list[_Submission] = []
+        self._flushing = False
+        self._idle = trio.Event()
+        self._idle.set()
+        self._durable = trio.Event()  # set and replaced after each durable flush
+        self._tail: deque[tuple[int, int, memoryview]] = deque()  # (first_seq, count, payload)
+        self._tail_bytes = 0
+        self._closing = False  # no more appends
+        self._closed = False  # appends drained, files closed
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str | Path,
+        record_type: Any,
+        *,
+        segment_bytes: int = 64 * 1024 * 1024,
+        validate: bool = True,
+    ) -> EventLog:
+        """Open (or create) the log in `directory`, checking every segment.
+
+        Raises CorruptLogError on damage before the tail; cuts off a torn tail and reports it in
+        `recovery`. Raises LogLockedError if the log is already open.
+
+        With `validate`, appends decode what they encoded and refuse records that do not match
+        `record_type` (TypeError): one such record would make the log impossible to replay. It
+        costs up to a quarter of the throughput of large batches.
+        """
+        directory = os.fspath(directory)
+        segments, fd, lock_fd, recovery = await trio.to_thread.run_sync(_open_files, directory)
+        return cls(directory, record_type, segment_bytes, segments, fd, lock_fd, recovery, validate)
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last durable record; 0 when the log is empty."""
+        return self._last_seq
+
+    @property
+    def first_seq(self) -> int:
+        return self._segments[0].first_seq
+
+    async def append(self, record: Any) -> int:
+        """Append one record; return its seq once it is on disk."""
+        data = self._encoder.encode(record)
+        if self._validate:
+            self._check(self._check_one, data)
+        return await self._commit(_Submission(data, 1))
+
+    async def append_batch(self, records: Sequence[Any]) -> int:
+        """Append records in order, in one flush; return the seq of the last once on disk.
+
+        An empty batch writes nothing and returns `last_seq`.
+        """
+        if not records:
+            await trio.lowlevel.checkpoint()
+            return self._last_seq
+        data = self._encoder.encode(records)
+        if self._validate:
+            self._check(self._decoder, data)
+        body = memoryview(data)[len(array_header(len(records))) :]
+        return await self._commit(_Submission(body, len(records)))
+
+    def read(self, from_seq: int = 1) -> Iterator[tuple[int, Any]]:
+        """(seq, record) for every record from `from_seq` on that was durable when reading began.
+
+        Blocking file I/O: run it in a thread or before the event loop is busy. Records are
+        decoded a frame at a time and iterated in C: replay speed is this loop's speed.
+        """
+        return chain.from_iterable(self._read_frames(from_seq))
+
+    def _read_frames(self, from_seq: int) -> Generator[Iterator[tuple[int, Any]], None, None]:
+        for segment in [s.snapshot() for s in self._segments]:
+            if segment.next_seq <= from_seq:
+                continue
+            for offset, first, count, payload in read_frames(segment, from_seq):
+                records = self._decode(payload, count, segment.path, offset)
+                if first < from_seq:
+                    records = records[from_seq - first :]
+                    first = from_seq
+                yield zip(range(first, first + len(records)), records, strict=True)
+
+    async def follow(self, from_seq: int = 1) -> AsyncIterator[tuple[int, Any]]:
+        """(seq, record) from `from_seq` on, then each record as it becomes durable.
+
+        Ends when the log is closed (after yielding every record appended before), or runs until
+        the caller stops iterating.
+        """
+        seq = max(from_seq, self.first_seq)
+        disk: Generator[Iterator[tuple[int, Any]], None, None] | None = None
+        try:
+            while True:
+                if seq > self._last_seq:
+                    if self._closed:
+                        return
+                    await self._durable.wait()
+                    continue
+                items = self._from_tail(seq)
+                if items is None:
+                    disk = disk or self._read_frames(seq)
+                    items = await trio.to_thread.run_sync(_take, disk, _FOLLOW_CHUNK)
+                    if not items:  # past what was durable when `disk` began reading
+                        disk.close()
+                        disk = None
+                        continue
+                elif disk is not None:
+                    disk.close()
+                    disk = None
+                for item in items:
+                    yield item
+                seq = items[-1][0] + 1
+        finally:
+            if disk is not None:
+                disk.close()
+
+    async def aclose(self) -> None:
+        """Wait for the appends already made, then close. Later appends raise LogWriteError."""
+        self._closing = True
+        while self._flushing:
+            await self._idle.wait()
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        os.close(self._fd)
+        os.close(self._lock_fd)  # releases the lock
+        self._durable.set()  # wakes followers so that they end
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> EventLog:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- appending ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check(decoder: msgspec.msgpack.Decoder[Any], data: bytes) -> None:
+        """Refuse records the log could not decode again: such a log could never be replayed."""
+        try:
+            decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"record does not match the event log's record type: {exc}") from None
+
+    async def _commit(self, sub: _Submission) -> int:
+        if self._closing:
+            raise LogWriteError(f"cannot append to event log {self.directory}: the log is closed")
+        self._queue.append(sub)
+        if self._flushing:
+            await self._wait(sub)
+        else:
+            self._flushing = True
+            self._idle = trio.Event()
+            sub.lead = True
+        if sub.lead:
+            with trio.CancelScope(shield=True):
+                await self._lead()
+        return sub.result()
+
+    async def _wait(self, sub: _Submission) -> None:
+        """Wait until `sub` is durable, failed, or must lead the next flush."""
+        try:
+            await sub.done.wait()
+        except trio.Cancelled:
+            if sub.lead:  # the lead came while we were being cancelled: flush all the same
+                with trio.CancelScope(shield=True):
+                    await self._lead()
+            elif sub in self._queue:  # not picked up yet: it will not be written
+                self._queue.remove(sub)
+            raise
+
+    async def _lead(self) -> None:
+        """Flush everything queued, then pass the lead on to a waiting submission."""
+        batch, self._queue = self._queue, []
+        await self._flush(batch)
+        if self._queue:
+            successor = self._queue[0]
+            successor.lead = True
+            successor.done.set()
+        else:
+            self._flushing = False
+            self._idle.set()
+
+    async def _flush(self, batch: list[_Submission]) -> None:
+        first = self._last_seq + 1
+        count = sum(sub.count for sub in batch)
+        try:
+            frame = encode_frame(first, count, [array_header(count), *(sub.data for sub in batch)])
+            await trio.to_thread.run_sync(self._write, frame, first, count, limiter=self._limiter)
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            error = (f"cannot append to event log {self._segments[-1].path}: {reason}", exc)
+            for sub in batch:
+                sub.error = error
+                sub.done.set()
+            return
+        self._last_seq = first + count - 1
+        self._remember(first, count, memoryview(frame)[HEADER_SIZE:])
+        seq = first - 1
+        for sub in batch:
+            seq += sub.count
+            sub.seq = seq
+            sub.done.set()
+        self._durable.set()
+        self._durable = trio.Event()
+
+    def _write(self, frame: bytes, first: int, count: int) -> None:
+        """Write and fdatasync one frame (in the writer thread); on failure leave no trace."""
+        segment = self._segments[-1]
+        if segment.size > self._segment_bytes:
+            segment = self._roll(first)
+        try:
+            pwrite_all(self._fd, frame, segment.size)
+            self._fdatasync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, segment.size)
+            raise
+        segment.add_frame(first, count, len(frame))
+
+    def _roll(self, first: int) -> Segment:
+        fd, segment = create_segment(self.directory, first)
+        self.fsync_count += 1
+        os.close(self._fd)
+        self._fd = fd
+        self._segments.append(segment)
+        return segment
+
+    def _fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+        self.fsync_count += 1
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _decode(self, payload: bytes, count: int, path: str, offset: int) -> list[Any]:
+        try:
+            records = self._decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise CorruptLogError(path, offset, f"undecodable records ({exc})") from None
+        if len(records) != count:
+            raise CorruptLogError(path, offset, "record count does not match the frame header")
+        return records
+
+    def _remember(self, first: int, count: int, payload: memoryview) -> None:
+        self._tail.append((first, count, payload))
+        self._tail_bytes += len(payload)
+        while len(self._tail) > 1 and (
+            len(self._tail) > _TAIL_FRAMES or self._tail_bytes > _TAIL_BYTES
+        ):
+            self._tail_bytes -= len(self._tail.popleft()[2])
+
+    def _from_tail(self, seq: int) -> list[tuple[int, Any]] | None:
+        """The records from `seq` to the end of its frame, if that frame is still in memory."""
+        for first, count, payload in reversed(self._tail):
+            if first <= seq:
+                if seq >= first + count:
+                    return None
+                records = self._decoder.decode(payload)
+                return list(zip(range(first, first + count), records, strict=True))[seq - first :]
+        return None
+
+
+def _open_files(directory: str) -> tuple[list[Segment], int, int, Recovery | None]:
+    lock_fd = lock_directory(directory)
+    try:
+        segments, recovery = load_segments(directory)
+        if segments:
+            fd = os.open(segments[-1].path, os.O_WRONLY)
+        else:
+            fd, segment = create_segment(directory, 1)
+            segments = [segment]
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return segments, fd, lock_fd, recovery
+
+
+def _take(
+    frames: Generator[Iterator[tuple[int, Any]], None, None], n: int
+) -> list[tuple[int, Any]]:
+    """The records of the next frames, at least `n` unless the frames run out."""
+    items: list[tuple[int, Any]] = []
+    for frame in frames:
+        items.extend(frame)
+        if len(items) >= n:
+            break
+    return items
