@@ -151,11 +151,12 @@ def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -
         free = {MEMORY: node.memory - a.memory, CPU: node.cores * NANO - a.cpu,
                 DISK: node.disk - a.disk}.get(why, 0)
         most_free[why] = max(most_free[why], free)
+    mem, cpu, disk = most_free[MEMORY], most_free[CPU], most_free[DISK]
     text = {
         DRIVER: f"driver {need.driver}",
-        MEMORY: f"memory (need {_bytes(need.memory)}, most free {_bytes(most_free[MEMORY])})",
-        CPU: f"CPU (need {_cores(need.cpu)}, most free {_cores(most_free[CPU])})",
-        DISK: f"disk (need {_bytes(need.disk)}, most free {_bytes(most_free[DISK])})",
+        MEMORY: f"memory (need {_bytes(need.memory, up=True)}, most free {_bytes(mem)})",
+        CPU: f"CPU (need {_cores(need.cpu, up=True)}, most free {_cores(cpu)})",
+        DISK: f"disk (need {_bytes(need.disk, up=True)}, most free {_bytes(disk)})",
     }
     order = sorted((k for k in range(4) if counts[k]), key=lambda k: -counts[k])
     parts = [f"{counts[k]} {'lacks' if counts[k] == 1 else 'lack'} {text[k]}" for k in order]
@@ -163,21 +164,23 @@ def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -
     return f"{total} node{'s' if total != 1 else ''}: {', '.join(parts)}"
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: int, up: bool = False) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
-            return f"{_num(n / size)} {unit}"
+            return f"{_num(n / size, up)} {unit}"
     return f"{max(n, 0)} B"
 
 
-def _cores(nanos: int) -> str:
-    n = max(nanos, 0) / NANO
-    return f"{_num(n)} core{'' if n == 1 else 's'}"
+def _cores(nanos: int, up: bool = False) -> str:
+    text = _num(max(nanos, 0) / NANO, up)
+    return f"{text} core{'' if text == '1' else 's'}"
 
 
-def _num(x: float) -> str:
-    """Two decimals at most, rounded down so that `most free` never looks like enough."""
-    return f"{math.floor(x * 100) / 100:.2f}".rstrip("0").rstrip(".")
+def _num(x: float, up: bool) -> str:
+    """Two decimals at most, rounded away from the truth's side: a need rounds up and a free
+    amount down, so the numbers never suggest the task fits."""
+    rounded = (math.ceil if up else math.floor)(round(x * 100, 6)) / 100
+    return f"{rounded:.2f}".rstrip("0").rstrip(".")
 
 
 def _alloc_list(nodes: Sequence[NodeInfo], allocated: Mapping[str, Allocation]) -> list[Allocation]:
