@@ -22,6 +22,10 @@ DEFAULTS: dict[str, str] = {
     "ORC_SEGMENT_BYTES": "67108864",
     "ORC_LOG_LEVEL": "INFO",
     "ORC_SCHEDULER": "epvm",
+    "ORC_DOCKER_HOST": "",
+    "ORC_DOCKER_HOST_IP": "127.0.0.1",
+    "ORC_DOCKER_PING": "2",
+    "ORC_DOCKER_PULL_TIMEOUT": "10",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -39,6 +43,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     segment_bytes: int
     log_level: str
     scheduler: str = "epvm"
+    # docker driver: engine address ("" = DOCKER_HOST or the local socket), the host IP that
+    # published ports bind to, seconds between engine probes, seconds a pull may take
+    docker_host: str = ""
+    docker_host_ip: str = "127.0.0.1"
+    docker_ping: float = 2.0
+    docker_pull_timeout: float = 10.0
 
 
 class ConfigError(ValueError):
@@ -95,4 +105,8 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         segment_bytes=int(number("ORC_SEGMENT_BYTES", int)),
         log_level=merged["ORC_LOG_LEVEL"].upper(),
         scheduler=scheduler,
+        docker_host=merged["ORC_DOCKER_HOST"],
+        docker_host_ip=merged["ORC_DOCKER_HOST_IP"],
+        docker_ping=float(number("ORC_DOCKER_PING", float)),
+        docker_pull_timeout=float(number("ORC_DOCKER_PULL_TIMEOUT", float)),
     )

@@ -119,5 +119,22 @@ class ListWorkerTasks(msgspec.Struct, frozen=True):
     pass
 
 
+class GetLogs(msgspec.Struct, frozen=True):
+    """Ask a worker for a task's output: answered `(stdout, stderr)` bytes, or None if unknown.
+
+    `driver` is set by the manager (which knows the task) so a worker that restarted since
+    the task ended still finds its output.
+    """
+
+    task_id: str
+    driver: str = ""
+
+
+class Disown(msgspec.Struct, frozen=True):
+    """Forget an adopted task the manager does not know: leave its container or process be."""
+
+    task_id: str
+
+
 class Shutdown(msgspec.Struct, frozen=True):
     """Stop every task and report it, before orc exits."""

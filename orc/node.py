@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import logging
 import signal
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import msgspec
 import trio
 
 from actors import ActorRef, Supervisor
 from eventlog import EventLog
 from orc.clock import now
 from orc.config import Settings
+from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
 from orc.http.common import serve_app
 from orc.http.manager_api import manager_app
 from orc.http.worker_api import worker_app
 from orc.manager import Manager
-from orc.messages import Join, Shutdown
+from orc.messages import Disown, Join, ListTasks, ListWorkerTasks, Shutdown
 from orc.model import NodeInfo
 from orc.proxy import LocalWorkerProxy
 from orc.scheduler import Scheduler
@@ -42,6 +46,7 @@ class WorkerNode:
     port: int
     worker: ActorRef
     proxy: ActorRef
+    docker: DockerDriver | None = None
 
 
 @dataclass
@@ -54,7 +59,35 @@ class Cluster:
     workers: list[WorkerNode] = field(default_factory=list)
 
 
-def build(settings: Settings, sup: Supervisor, event_log: EventLog) -> Cluster:
+def cluster_id(data_dir: Path) -> str:
+    """This installation's ID, kept in the data dir: it scopes the Docker containers a worker
+    may adopt, so two orc runs on one engine (say, two test sessions) never take each
+    other's containers."""
+    path = data_dir / "cluster-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.write_text(f"{uuid.uuid4()}\n")
+        return path.read_text().strip()
+
+
+def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) -> DockerDriver:
+    return DockerDriver(
+        settings.data_dir / "docker" / node,
+        node=node,
+        cluster=cluster_id(settings.data_dir),
+        stop_grace=settings.stop_grace,
+        host_ip=settings.docker_host_ip,
+        base_url=settings.docker_host,
+        pull_timeout=settings.docker_pull_timeout,
+        limiter=limiter,
+    )
+
+
+def build(
+    settings: Settings, sup: Supervisor, event_log: EventLog, docker_up: bool = False
+) -> Cluster:
+    """`docker_up`: whether an engine answered; workers advertise docker only then."""
     refs: dict[str, ActorRef] = {}
     proxies: dict[str, ActorRef] = {}
     manager = sup.add(
@@ -69,26 +102,30 @@ def build(settings: Settings, sup: Supervisor, event_log: EventLog) -> Cluster:
     )
     cluster = Cluster(event_log, manager, refs["scheduler"])
     cores, memory, disk = capacity(settings.data_dir)
+    docker_limiter = trio.CapacityLimiter(8)
     for i in range(settings.worker_count):
         name = f"worker-{i + 1}"
         port = settings.worker_port + i
         info = NodeInfo(
             name=name,
             address=f"{settings.worker_host}:{port}",
-            drivers=("process",),
+            drivers=("process", "docker") if docker_up else ("process",),
             cores=cores,
             memory=memory,
             disk=disk,
         )
-        driver = ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace)
-        worker, proxy = _add_worker(sup, info, driver, manager)
+        drivers: dict[str, object] = {
+            "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
+            "docker": docker_driver(settings, name, docker_limiter),
+        }
+        worker, proxy = _add_worker(sup, info, drivers, manager)
         proxies[name] = proxy
-        cluster.workers.append(WorkerNode(info, port, worker, proxy))
+        cluster.workers.append(WorkerNode(info, port, worker, proxy, drivers["docker"]))  # type: ignore[arg-type]
     return cluster
 
 
 def _add_worker(
-    sup: Supervisor, info: NodeInfo, driver: ProcessDriver, manager: ActorRef
+    sup: Supervisor, info: NodeInfo, drivers: dict[str, object], manager: ActorRef
 ) -> tuple[ActorRef, ActorRef]:
     refs: dict[str, ActorRef] = {}
     refs["proxy"] = sup.add(
@@ -98,7 +135,7 @@ def _add_worker(
     )
     refs["worker"] = sup.add(
         info.name,
-        lambda: Worker(info, {"process": driver}, refs["proxy"], now),
+        lambda: Worker(info, drivers, refs["proxy"], now),
         mailbox_size=MAILBOX,
     )
     return refs["worker"], refs["proxy"]
@@ -124,7 +161,14 @@ async def run_cluster(
             r.offset,
         )
     sup = Supervisor("orc", max_restarts=5, within=10.0)
-    cluster = build(settings, sup, event_log)
+    probe = docker_driver(settings, "probe", trio.CapacityLimiter(1))
+    docker_up = await probe.ping()
+    if not docker_up:
+        log.warning(
+            "docker: no engine answers at %s; tasks with an Image wait until one does",
+            settings.docker_host or "the default address (DOCKER_HOST or the local socket)",
+        )
+    cluster = build(settings, sup, event_log, docker_up)
     stop = stop if stop is not None else trio.Event()
     http_closed = trio.Event()
     try:
@@ -133,6 +177,9 @@ async def run_cluster(
             nursery.start_soon(_wait_for_signal, stop)
             for node in cluster.workers:
                 await cluster.manager.ask(Join(node.info, now()), timeout=30)
+                announce(f"Orc worker {node.info.name} drivers: {', '.join(node.info.drivers)}")
+                nursery.start_soon(_watch_engine, cluster, node, settings.docker_ping)
+            await _report_strays(cluster)
             async with trio.open_nursery() as servers:
                 for node in cluster.workers:
                     app = worker_app(node.worker, settings.data_dir, settings.max_body)
@@ -140,7 +187,8 @@ async def run_cluster(
                         serve_app, app, settings.worker_host, node.port, http_closed.wait
                     )
                     announce(f"Starting Orc worker at {settings.worker_host}:{node.port}")
-                app = manager_app(cluster.manager, settings.max_body)
+                workers = {node.info.name: node.proxy for node in cluster.workers}
+                app = manager_app(cluster.manager, settings.max_body, workers)
                 await servers.start(
                     serve_app, app, settings.manager_host, settings.manager_port, http_closed.wait
                 )
@@ -153,6 +201,45 @@ async def run_cluster(
     finally:
         await event_log.aclose()
     log.info("orc stopped; event log closed at sequence %d", event_log.last_seq)
+
+
+async def _watch_engine(cluster: Cluster, node: WorkerNode, interval: float) -> None:
+    """Probe the Docker engine every `interval` s; when it goes or comes back, the node joins
+    again with its new driver list, so the scheduler places (or stops placing) docker tasks."""
+    assert node.docker is not None
+    while True:
+        await trio.sleep(interval)
+        up = await node.docker.ping()
+        if up == ("docker" in node.info.drivers):
+            continue
+        drivers = tuple(d for d in node.info.drivers if d != "docker") + (("docker",) if up else ())
+        node.info = msgspec.structs.replace(node.info, drivers=drivers)
+        if up:
+            log.warning("worker %s: the Docker engine answers again", node.info.name)
+        else:
+            log.warning("worker %s: the Docker engine stopped answering", node.info.name)
+        log.warning("worker %s drivers: %s", node.info.name, ", ".join(drivers))
+        await cluster.manager.ask(Join(node.info, now()), timeout=30)
+
+
+async def _report_strays(cluster: Cluster) -> None:
+    """Containers (or processes) a worker adopted whose task the manager does not know are
+    reported and left alone: orc did not start them in this installation's memory, so it does
+    not kill them."""
+    known = {task.id for task in await cluster.manager.ask(ListTasks(), timeout=30)}  # type: ignore[attr-defined]
+    for node in cluster.workers:
+        adopted = await node.worker.ask(ListWorkerTasks(), timeout=30)
+        for task in adopted:  # type: ignore[attr-defined]
+            if task.id not in known:
+                log.warning(
+                    "worker %s: %s %s runs task %s, which the manager does not know;"
+                    " left running (remove it yourself if it is not wanted)",
+                    node.info.name,
+                    "container" if task.container_id else "process",
+                    task.container_id[:12] or task.name,
+                    task.id,
+                )
+                await node.worker.ask(Disown(task.id), timeout=30)
 
 
 async def _drain(cluster: Cluster, settings: Settings) -> None:

@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from actors import Actor, ActorRef
 from orc.events import TaskExited, TaskStarted
-from orc.messages import ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
+from orc.messages import GetLogs, ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
 from orc.worker import Ping
 
 _UPDATES = (TaskStarted, TaskExited, Lost)
 _ORDERS = (RunTask, StopTask, Reconcile, Shutdown, ListWorkerTasks)
+_QUESTIONS = (GetLogs,)
+ASK_TIMEOUT = 10.0
 
 
 class LocalWorkerProxy(Actor):
@@ -27,6 +29,8 @@ class LocalWorkerProxy(Actor):
             await self.manager().tell(message)
         elif isinstance(message, _ORDERS):
             await self.worker().tell(message)
+        elif isinstance(message, _QUESTIONS):
+            return await self.worker().ask(message, timeout=ASK_TIMEOUT)
         elif not isinstance(message, Ping):
             raise TypeError(f"worker proxy: unexpected message {message!r}")
         return None

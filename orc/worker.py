@@ -7,6 +7,7 @@ too, so a slow stop never holds up the mailbox.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,16 @@ import trio
 from actors import Actor, ActorRef, Mailbox
 from orc.drivers.base import Exit, LaunchError
 from orc.events import TaskExited, TaskStarted
-from orc.messages import ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
+from orc.messages import (
+    Disown,
+    GetLogs,
+    ListWorkerTasks,
+    Lost,
+    Reconcile,
+    RunTask,
+    Shutdown,
+    StopTask,
+)
 from orc.model import NodeInfo, State, Task
 
 log = logging.getLogger("orc.worker")
@@ -25,6 +35,13 @@ log = logging.getLogger("orc.worker")
 
 class Ping(msgspec.Struct, frozen=True):
     """Answered once every message before it has been handled."""
+
+
+async def _maybe_await(value: object) -> object:
+    """Driver calls may be plain (process: local files) or async (docker: SDK in threads)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 @dataclass
@@ -71,6 +88,10 @@ class Worker(Actor):
                     await self._reconcile(task)
             case ListWorkerTasks():
                 return [e.task for e in self.tasks.values()]
+            case GetLogs(task_id, driver):
+                return await self._logs(task_id, driver)
+            case Disown(task_id):
+                return self.tasks.pop(task_id, None) is not None
             case Shutdown():
                 await self._shutdown()
             case Ping():
@@ -189,8 +210,8 @@ class Worker(Actor):
     async def _adopt_survivors(self) -> None:
         """Processes that outlived a restart of this worker are watched again, not duplicated."""
         for driver in self.drivers.values():
-            for task in driver.saved_tasks():  # type: ignore[attr-defined]
-                found = driver.find(task.id)  # type: ignore[attr-defined]
+            for task in await _maybe_await(driver.saved_tasks()):  # type: ignore[attr-defined]
+                found = await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
                 if found is not None and not isinstance(found, Exit):
                     log.info("worker %s: adopted task %s still running", self.node.name, task.id)
                     self.tasks[task.id] = Entry(
@@ -205,7 +226,11 @@ class Worker(Actor):
             await self._report_again(entry)
             return
         driver = self.drivers.get(task.driver)
-        found = driver.find(task.id) if driver is not None else None  # type: ignore[attr-defined]
+        found = (
+            await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
+            if driver is not None
+            else None
+        )
         if isinstance(found, Exit):
             entry = Entry(msgspec.structs.replace(task, node=self.node.name))
             self.tasks[task.id] = entry
@@ -248,3 +273,18 @@ class Worker(Actor):
                     stopped=task.state == State.COMPLETED and task.exit_code != 0,
                 )
             )
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def _logs(self, task_id: str, driver_name: str) -> tuple[bytes, bytes] | None:
+        """The task's (stdout, stderr); None when this worker knows nothing of it.
+
+        `driver_name` comes from the manager, which knows tasks this worker may have forgotten
+        in a restart; their output is still in the driver's files.
+        """
+        entry = self.tasks.get(task_id)
+        name = entry.task.driver if entry is not None else driver_name
+        driver = self.drivers.get(name)
+        if driver is None:
+            return None
+        return await _maybe_await(driver.logs(task_id))  # type: ignore[attr-defined,return-value]

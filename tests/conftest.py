@@ -30,6 +30,8 @@ def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
         "ORC_DATA_DIR": str(data_dir),
         "ORC_STOP_GRACE": "2",
         "ORC_MAX_BODY": "65536",
+        # no Docker engine unless a test asks for one (tests/test_docker.py does)
+        "ORC_DOCKER_HOST": "unix:///nonexistent/docker.sock",
         **overrides,
     }
     return config.load(env, dotenv=Path("/nonexistent"))

@@ -113,3 +113,11 @@ async def serve_app(
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
     await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+
+
+def logs_response(logs: tuple[bytes, bytes]) -> Response:
+    """A task's output as JSON `{"Stdout": ..., "Stderr": ...}` (UTF-8, bad bytes replaced)."""
+    out, err = logs
+    return json_response(
+        {"Stdout": out.decode("utf-8", "replace"), "Stderr": err.decode("utf-8", "replace")}
+    )

@@ -14,11 +14,12 @@ from orc.http.common import (
     create_app,
     error,
     json_response,
+    logs_response,
     read_task_event,
     wire_event,
     wire_tasks,
 )
-from orc.messages import ListWorkerTasks, RunTask, StopTask
+from orc.messages import GetLogs, ListWorkerTasks, RunTask, StopTask
 from orc.model import State
 from orc.stats import node_stats
 
@@ -53,6 +54,13 @@ def worker_app(worker: ActorRef, data_dir: Path, max_body: int) -> QuartTrio:
         if known is None:
             return error(404, f"no task with ID {task_id} on this worker")
         return Response(b"", status=204)
+
+    @app.get("/tasks/<task_id>/logs")
+    async def task_logs(task_id: str) -> Response:
+        logs = await ask(GetLogs(check_id(task_id)))
+        if logs is None:
+            return error(404, f"no task with ID {task_id} on this worker")
+        return logs_response(logs)  # type: ignore[arg-type]
 
     @app.get("/stats")
     async def stats() -> Response:

@@ -1,0 +1,422 @@
+"""The docker driver: a task's `Image` as a Docker container, through the Docker SDK.
+
+Every SDK call blocks, so each runs in a thread: calls that finish (create, start, inspect,
+stop, logs) share the driver's `CapacityLimiter`, and each running container has one more
+thread blocked in `container.wait()`, under a separate, larger limiter so that waiting
+containers never hold up launches. That blocking wait is how an exit is noticed within
+milliseconds, with no polling.
+
+Containers carry labels: `orc.task-id`, `orc.node`, `orc.cluster` (the data dir's cluster ID,
+so two orc installations on one engine never adopt each other's containers) and `orc.task`
+(the task as JSON, so a restarted worker can rebuild what it was running).
+
+When a container ends (by itself or stopped), its output is appended to
+`<root>/<task id>/stdout|stderr`, how it ended goes to `<root>/<task id>/exit`, and the
+container is removed: logs outlive the container, and `find` reports an ended task after an
+orc restart just as the process driver does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import msgspec
+import requests.exceptions
+import trio
+from docker.utils import kwargs_from_env
+
+from orc.drivers.base import Exit, LaunchError
+from orc.model import HostPort, Task
+
+log = logging.getLogger("orc.docker")
+
+T = TypeVar("T")
+
+LABEL_TASK = "orc.task-id"
+LABEL_NODE = "orc.node"
+LABEL_CLUSTER = "orc.cluster"
+LABEL_SPEC = "orc.task"
+
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_.-]")
+_UNREACHABLE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+)
+
+
+class EngineUnavailable(Exception):
+    """No Docker engine answers at the configured address."""
+
+
+class DockerHandle:
+    """A container that runs a task: one we started, or one adopted after a restart."""
+
+    def __init__(
+        self, task_id: str, container_id: str, host_ports: dict[str, list[HostPort]] | None
+    ) -> None:
+        self.task_id = task_id
+        self.container_id = container_id
+        self.host_ports = host_ports
+        self.exited = trio.Event()
+        self.stop_requested = False
+
+
+def _port_key(port: str) -> str:
+    return port if "/" in port else f"{port}/tcp"
+
+
+def _host_ports(attrs: dict[str, Any]) -> dict[str, list[HostPort]] | None:
+    """`NetworkSettings.Ports` as the seed shows it, without ports that are not published."""
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    published = {
+        port: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in bindings]
+        for port, bindings in ports.items()
+        if bindings
+    }
+    return published or None
+
+
+def _exit_of(state: dict[str, Any], memory: int) -> Exit:
+    code = int(state.get("ExitCode", 0) or 0)
+    if state.get("OOMKilled"):
+        limit = f"limit {memory} bytes" if memory else "no limit set"
+        return Exit(code or 137, f"killed: out of memory ({limit})")
+    if code == 0:
+        return Exit(0, "")
+    error = state.get("Error") or ""
+    return Exit(code, f"exited with status {code}" + (f": {error}" if error else ""))
+
+
+class DockerDriver:
+    name = "docker"
+
+    def __init__(
+        self,
+        root: Path,
+        node: str,
+        cluster: str,
+        stop_grace: float = 5.0,
+        host_ip: str = "127.0.0.1",
+        base_url: str = "",
+        pull_timeout: float = 10.0,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        self.root = root
+        self.node = node
+        self.cluster = cluster
+        self.stop_grace = stop_grace
+        self.host_ip = host_ip
+        self.base_url = base_url
+        self.pull_timeout = pull_timeout
+        self.limiter = limiter or trio.CapacityLimiter(8)
+        self.wait_limiter = trio.CapacityLimiter(1024)
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs = kwargs_from_env()
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+            kwargs.pop("tls", None)
+        return kwargs
+
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made on first use (in a thread: it asks the engine its version)."""
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    self._client = docker.DockerClient(
+                        **self._client_kwargs(), version="auto", timeout=60, max_pool_size=64
+                    )
+                except docker.errors.DockerException as exc:
+                    raise EngineUnavailable(f"no Docker engine answers: {exc}") from None
+            return self._client
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def workdir(self, task_id: str) -> Path:
+        return self.root / task_id
+
+    def _labels(self, task_id: str) -> list[str]:
+        return [
+            f"{LABEL_CLUSTER}={self.cluster}",
+            f"{LABEL_NODE}={self.node}",
+            *([f"{LABEL_TASK}={task_id}"] if task_id else []),
+        ]
+
+    def _containers(self, task_id: str = "") -> list[Any]:
+        return self.client().containers.list(all=True, filters={"label": self._labels(task_id)})
+
+    # -- engine --------------------------------------------------------------------------------
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether an engine answers now (a short, separate request so it never hangs)."""
+
+        def probe() -> bool:
+            try:
+                api = docker.APIClient(**self._client_kwargs(), version="1.24", timeout=timeout)
+                try:
+                    return bool(api.ping())
+                finally:
+                    api.close()
+            except Exception:
+                return False
+
+        return await trio.to_thread.run_sync(probe)
+
+    # -- launch --------------------------------------------------------------------------------
+
+    async def start(self, task: Task) -> DockerHandle:
+        workdir = self.workdir(task.id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "exit").unlink(missing_ok=True)
+        try:
+            container_id, host_ports = await self._call(self._start_sync, task)
+        except EngineUnavailable as exc:
+            raise LaunchError(str(exc)) from None
+        except _UNREACHABLE as exc:
+            raise LaunchError(f"the Docker engine stopped answering: {exc}") from None
+        except docker.errors.APIError as exc:
+            reason = exc.explanation or exc
+            raise LaunchError(f"docker could not run {task.image}: {reason}") from None
+        return DockerHandle(task.id, container_id, host_ports)
+
+    def _start_sync(self, task: Task) -> tuple[str, dict[str, list[HostPort]] | None]:
+        client = self.client()
+        image = self._image(client, task.image)
+        exposed = set((image.attrs.get("Config") or {}).get("ExposedPorts") or {})
+        exposed |= {_port_key(p) for p in task.exposed_ports or {}}
+        bindings = {_port_key(p): h for p, h in (task.port_bindings or {}).items()}
+        exposed |= set(bindings)
+        ports = {
+            port: (self.host_ip, int(bindings[port])) if bindings.get(port) else (self.host_ip,)
+            for port in sorted(exposed)
+        }
+        options: dict[str, Any] = {
+            "image": task.image,
+            "command": list(task.cmd) if task.cmd else None,
+            "environment": list(task.env or ()),
+            "labels": {
+                LABEL_TASK: task.id,
+                LABEL_NODE: self.node,
+                LABEL_CLUSTER: self.cluster,
+                LABEL_SPEC: msgspec.json.encode(task).decode(),
+            },
+            "ports": ports,
+            "detach": True,
+        }
+        if task.memory:
+            options["mem_limit"] = task.memory
+            options["memswap_limit"] = task.memory
+        if task.cpu:
+            options["nano_cpus"] = round(task.cpu * 1e9)
+        container = self._create(client, task, options)
+        try:
+            container.start()
+            container.reload()
+        except docker.errors.APIError:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+            raise
+        return container.id, _host_ports(container.attrs)
+
+    def _image(self, client: docker.DockerClient, ref: str) -> Any:
+        """The local image, or pulled once; a failed pull says which image and why."""
+        try:
+            return client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            pass
+        log.info("image %s is not present locally: pulling it", ref)
+        api = docker.APIClient(**self._client_kwargs(), version="auto", timeout=self.pull_timeout)
+        try:
+            api.pull(ref)
+        except docker.errors.APIError as exc:
+            raise LaunchError(
+                f"image {ref} is not present locally and could not be pulled: "
+                f"{exc.explanation or exc}"
+            ) from None
+        except _UNREACHABLE as exc:
+            raise LaunchError(
+                f"image {ref} is not present locally and pulling it did not finish within"
+                f" {self.pull_timeout:g} s: {exc}"
+            ) from None
+        finally:
+            api.close()
+        try:
+            return client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise LaunchError(
+                f"image {ref} is not present locally and the pull gave no image"
+            ) from None
+
+    def _create(self, client: docker.DockerClient, task: Task, options: dict[str, Any]) -> Any:
+        """Create with the task's Name; a name already taken gets a suffix, and we say so."""
+        name = _NAME_OK.sub("-", task.name).lstrip("-_.") if task.name else ""
+        candidates = [name, f"{name}-{task.id[:8]}", f"{name}-{uuid.uuid4().hex[:8]}"]
+        for i, candidate in enumerate(candidates if name else [""]):
+            try:
+                container = client.containers.create(name=candidate or None, **options)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and i + 1 < len(candidates):
+                    continue
+                raise
+            if candidate != name:
+                log.warning(
+                    "task %s: container name %r is taken; using %r", task.id, name, candidate
+                )
+            return container
+        raise AssertionError("unreachable")
+
+    # -- exit and stop -------------------------------------------------------------------------
+
+    async def wait(self, handle: DockerHandle) -> Exit:
+        """Until the container ends; then keep its logs and how it ended, and remove it."""
+        try:
+            while True:
+                try:
+                    result = await trio.to_thread.run_sync(
+                        self._wait_sync, handle, limiter=self.wait_limiter, abandon_on_cancel=True
+                    )
+                    break
+                except _UNREACHABLE:
+                    log.warning(
+                        "task %s: lost the Docker engine while waiting for container %s; retrying",
+                        handle.task_id,
+                        handle.container_id[:12],
+                    )
+                    await trio.sleep(1.0)
+        finally:
+            handle.exited.set()
+        return result
+
+    def _wait_sync(self, handle: DockerHandle) -> Exit:
+        client = self.client()
+        try:
+            client.api.wait(handle.container_id, timeout=None)
+            attrs = client.api.inspect_container(handle.container_id)
+        except docker.errors.NotFound:
+            result = Exit(None, f"container {handle.container_id[:12]} was removed outside orc")
+            self._record_exit(handle.task_id, result)
+            return result
+        except docker.errors.APIError as exc:
+            result = Exit(None, f"lost track of container {handle.container_id[:12]}: {exc}")
+            self._record_exit(handle.task_id, result)
+            return result
+        spec = (attrs.get("HostConfig") or {}).get("Memory") or 0
+        result = _exit_of(attrs.get("State") or {}, spec)
+        self._archive(client, handle.task_id, handle.container_id, result)
+        return result
+
+    def _archive(self, client: docker.DockerClient, task_id: str, cid: str, result: Exit) -> None:
+        """Keep the container's output and how it ended, then remove the container."""
+        workdir = self.workdir(task_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            out = client.api.logs(cid, stdout=True, stderr=False)
+            err = client.api.logs(cid, stdout=False, stderr=True)
+        except docker.errors.APIError as exc:
+            log.warning("task %s: could not read the logs of %s: %s", task_id, cid[:12], exc)
+            out = err = b""
+        with open(workdir / "stdout", "ab") as f:
+            f.write(out)
+        with open(workdir / "stderr", "ab") as f:
+            f.write(err)
+        self._record_exit(task_id, result)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(cid, force=True)
+
+    def _record_exit(self, task_id: str, result: Exit) -> None:
+        with contextlib.suppress(OSError):
+            self.workdir(task_id).mkdir(parents=True, exist_ok=True)
+            (self.workdir(task_id) / "exit").write_bytes(msgspec.json.encode(result))
+
+    async def stop(self, handle: DockerHandle) -> None:
+        """`docker stop` with the grace period (SIGTERM, then SIGKILL), then removal by `wait`."""
+        handle.stop_requested = True
+
+        def stop_sync() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client().api.stop(handle.container_id, timeout=int(self.stop_grace + 0.999))
+
+        try:
+            await self._call(stop_sync)
+        except (*_UNREACHABLE, EngineUnavailable, docker.errors.APIError) as exc:
+            log.warning("task %s: stopping %s failed: %s", handle.task_id, handle.container_id, exc)
+        await handle.exited.wait()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def find(self, task_id: str) -> DockerHandle | Exit | None:
+        """After a restart: the running container to adopt, how it ended, or None."""
+        try:
+            return await self._call(self._find_sync, task_id)
+        except (*_UNREACHABLE, EngineUnavailable) as exc:
+            log.warning("task %s: cannot look for its container: %s", task_id, exc)
+            return None
+
+    def _find_sync(self, task_id: str) -> DockerHandle | Exit | None:
+        client = self.client()
+        containers = sorted(
+            self._containers(task_id), key=lambda c: c.attrs.get("Created", ""), reverse=True
+        )
+        running = [c for c in containers if c.status in ("running", "restarting", "paused")]
+        if running:
+            c = running[0]
+            c.reload()
+            return DockerHandle(task_id, c.id, _host_ports(c.attrs))
+        if containers:
+            c = containers[0]
+            c.reload()
+            memory = (c.attrs.get("HostConfig") or {}).get("Memory") or 0
+            result = _exit_of(c.attrs.get("State") or {}, memory)
+            self._archive(client, task_id, c.id, result)
+            return result
+        with contextlib.suppress(FileNotFoundError, msgspec.DecodeError):
+            return msgspec.json.decode((self.workdir(task_id) / "exit").read_bytes(), type=Exit)
+        return None
+
+    async def saved_tasks(self) -> list[Task]:
+        """Tasks with a container of this node and cluster (to adopt after a restart)."""
+
+        def saved() -> list[Task]:
+            tasks = []
+            for c in self._containers():
+                with contextlib.suppress(KeyError, msgspec.DecodeError):
+                    tasks.append(msgspec.json.decode(c.labels[LABEL_SPEC], type=Task))
+            return tasks
+
+        try:
+            return await self._call(saved)
+        except (*_UNREACHABLE, EngineUnavailable) as exc:
+            log.warning("node %s: cannot list containers to adopt: %s", self.node, exc)
+            return []
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def logs(self, task_id: str) -> tuple[bytes, bytes]:
+        """Output kept from ended containers, then the live container's output."""
+
+        def read() -> tuple[bytes, bytes]:
+            workdir = self.workdir(task_id)
+            out = (workdir / "stdout").read_bytes() if (workdir / "stdout").exists() else b""
+            err = (workdir / "stderr").read_bytes() if (workdir / "stderr").exists() else b""
+            with contextlib.suppress(*_UNREACHABLE, EngineUnavailable, docker.errors.APIError):
+                for c in self._containers(task_id):
+                    out += c.logs(stdout=True, stderr=False)
+                    err += c.logs(stdout=False, stderr=True)
+            return out, err
+
+        return await self._call(read)
