@@ -211,20 +211,35 @@ Key = tuple[int, float]  # (1 if the node's stats are missing else 0, score); lo
 
 
 def _lieb(x: float) -> float:
-    return LIEB ** min(x, EXP_CAP)
+    return LIEB ** (x if x < EXP_CAP else EXP_CAP)
+
+
+_task_terms: dict[int, float] = {}
+
+
+def _task_term(tasks: int) -> float:
+    """L**((tasks + 1) / MAX_JOBS) - L**(tasks / MAX_JOBS), memoised: it is all a placement
+    of a task asking nothing costs, and the index computes it for every push."""
+    term = _task_terms.get(tasks)
+    if term is None:
+        term = _task_terms[tasks] = _lieb((tasks + 1) / MAX_JOBS) - _lieb(tasks / MAX_JOBS)
+    return term
 
 
 def epvm_cost(need: Need, node: NodeInfo, cpu: int, memory: int, tasks: int) -> Key:
     """The E-PVM opportunity cost of placing `need` on `node` (formula in the module doc)."""
-    cost = _lieb((tasks + 1) / MAX_JOBS) - _lieb(tasks / MAX_JOBS)
+    cost = _task_term(tasks)
     missing = 0
-    if node.memory > 0:
-        cost += _lieb((memory + need.memory) / node.memory) - _lieb(memory / node.memory)
+    total = node.memory
+    if total > 0:
+        if need.memory:
+            cost += _lieb((memory + need.memory) / total) - _lieb(memory / total)
     else:
         missing = 1
-    if node.cores > 0:
-        total = node.cores * NANO
-        cost += _lieb((cpu + need.cpu) / total) - _lieb(cpu / total)
+    total = node.cores * NANO
+    if total > 0:
+        if need.cpu:
+            cost += _lieb((cpu + need.cpu) / total) - _lieb(cpu / total)
     else:
         missing = 1
     return (missing, cost)
