@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
-from orc.model import HostPort, NodeInfo, Task
+from orc.model import HostPort, NodeInfo, Task, wire_name
 
 
-class Event(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+class Event(
+    msgspec.Struct, tag=True, tag_field="Type", rename=wire_name, frozen=True, kw_only=True
+):
+    """Keys are PascalCase and `Type` names the event, in the log as on the wire."""
+
     at: str
 
 

@@ -1,6 +1,6 @@
 """The wire model: Task, TaskEvent and State, spelled as the seed's Go structs emit them.
 
-Python names are snake_case; `_wire_name` maps them to the seed's PascalCase keys, so the
+Python names are snake_case; `wire_name` maps them to the seed's PascalCase keys, so the
 JSON is byte-compatible with the seed (`ID`, `ContainerID`, `CPU`, ...).
 """
 
@@ -14,7 +14,7 @@ import msgspec
 _ACRONYMS = {"id": "ID", "cpu": "CPU"}
 
 
-def _wire_name(name: str) -> str:
+def wire_name(name: str) -> str:
     """`container_id` -> `ContainerID`, `cpu` -> `CPU`, `exposed_ports` -> `ExposedPorts`."""
     return "".join(_ACRONYMS.get(part, part.capitalize()) for part in name.split("_"))
 
@@ -33,7 +33,7 @@ class State(enum.IntEnum):
         return self.name.capitalize()
 
 
-class Wire(msgspec.Struct, rename=_wire_name, forbid_unknown_fields=True, omit_defaults=False):
+class Wire(msgspec.Struct, rename=wire_name, forbid_unknown_fields=True, omit_defaults=False):
     """Base for every JSON body: PascalCase keys, unknown keys rejected."""
 
 
@@ -108,7 +108,7 @@ class TaskEvent(Wire):
     task: Task | None = None
 
 
-class NodeInfo(msgspec.Struct, frozen=True):
+class NodeInfo(msgspec.Struct, frozen=True, rename=wire_name):
     """What a worker node offers. Immutable: shared freely between actors."""
 
     name: str

@@ -25,6 +25,7 @@ from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
 from orc.http.common import serve_app
+from orc.http.events_api import add_event_stream
 from orc.http.manager_api import manager_app
 from orc.http.worker_api import worker_app
 from orc.manager import Manager
@@ -189,6 +190,7 @@ async def run_cluster(
                     announce(f"Starting Orc worker at {settings.worker_host}:{node.port}")
                 workers = {node.info.name: node.proxy for node in cluster.workers}
                 app = manager_app(cluster.manager, settings.max_body, workers)
+                add_event_stream(app, event_log)
                 await servers.start(
                     serve_app, app, settings.manager_host, settings.manager_port, http_closed.wait
                 )

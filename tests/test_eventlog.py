@@ -422,3 +422,14 @@ async def test_second_open_is_refused(tmp_path: Path) -> None:
     await log.aclose()
     log = await reopen(tmp_path)
     await log.aclose()
+
+
+async def test_follow_yields_heartbeats_while_idle(tmp_path: Path, autojump_clock: object) -> None:
+    log = await reopen(tmp_path)
+    await log.append(rec(1))
+    seen: list[object] = []
+    with trio.move_on_after(10.5):
+        async for item in log.follow(1, heartbeat=5):
+            seen.append(item)
+    assert seen == [(1, rec(1)), None, None]
+    await log.aclose()
