@@ -19,15 +19,15 @@ from typing import Any
 import msgspec
 import trio
 
-from eventlog.errors import CorruptLogError, LogWriteError, Recovery
+from eventlog.errors import LogWriteError, Recovery
 from eventlog.framing import HEADER_SIZE, array_header, encode_frame
+from eventlog.reader import FrameRecords, decode_frames
 from eventlog.segments import (
     Segment,
     create_segment,
     load_segments,
     lock_directory,
     pwrite_all,
-    read_frames,
 )
 
 _TAIL_FRAMES = 256  # recent frames kept in memory so that live followers need no disk reads
@@ -155,16 +155,8 @@ class EventLog:
         """
         return chain.from_iterable(self._read_frames(from_seq))
 
-    def _read_frames(self, from_seq: int) -> Generator[Iterator[tuple[int, Any]], None, None]:
-        for segment in [s.snapshot() for s in self._segments]:
-            if segment.next_seq <= from_seq:
-                continue
-            for offset, first, count, payload in read_frames(segment, from_seq):
-                records = self._decode(payload, count, segment.path, offset)
-                if first < from_seq:
-                    records = records[from_seq - first :]
-                    first = from_seq
-                yield zip(range(first, first + len(records)), records, strict=True)
+    def _read_frames(self, from_seq: int) -> FrameRecords:
+        return decode_frames([s.snapshot() for s in self._segments], from_seq, self._decoder)
 
     async def follow(self, from_seq: int = 1) -> AsyncIterator[tuple[int, Any]]:
         """(seq, record) from `from_seq` on, then each record as it becomes durable.
@@ -318,15 +310,6 @@ class EventLog:
         self.fsync_count += 1
 
     # -- reading -----------------------------------------------------------------------------
-
-    def _decode(self, payload: bytes, count: int, path: str, offset: int) -> list[Any]:
-        try:
-            records = self._decoder.decode(payload)
-        except msgspec.DecodeError as exc:
-            raise CorruptLogError(path, offset, f"undecodable records ({exc})") from None
-        if len(records) != count:
-            raise CorruptLogError(path, offset, "record count does not match the frame header")
-        return records
 
     def _remember(self, first: int, count: int, payload: memoryview) -> None:
         self._tail.append((first, count, payload))

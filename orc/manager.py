@@ -53,6 +53,7 @@ from orc.worker import Ping
 log = logging.getLogger("orc.manager")
 
 BATCH = 512
+RETRY_DELAY = 0.5
 
 _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Submit: decide.submit,
@@ -76,6 +77,7 @@ class Manager(Actor):
         self.state = ClusterState()
         self.scheduler = scheduler
         self.proxies = proxies
+        self._retry: list[Envelope] = []
 
     async def started(self) -> None:
         """Rebuild state from the log, then pick up where it left off: schedule what waits,
@@ -99,8 +101,16 @@ class Manager(Actor):
     async def run(self, mailbox: Mailbox) -> None:
         await self.started()
         while True:
-            first = await mailbox.receive()
-            await self._process([first, *mailbox.receive_nowait_many(BATCH)])
+            if self._retry:
+                # Updates nobody waits for (a worker's report, a placement) are kept when the
+                # log cannot be written, and tried again until it can: none is dropped.
+                arrived: list[Envelope] = []
+                with trio.move_on_after(RETRY_DELAY):
+                    arrived.append(await mailbox.receive())
+                batch, self._retry = [*self._retry, *arrived], []
+            else:
+                batch = [await mailbox.receive()]
+            await self._process([*batch, *mailbox.receive_nowait_many(BATCH)])
 
     async def _process(self, batch: list[Envelope]) -> None:
         group: list[Envelope] = []
@@ -132,8 +142,10 @@ class Manager(Actor):
             except LogWriteError as exc:
                 log.error("%s", exc)
                 for env, (evs, reply) in zip(group, decisions, strict=True):
-                    if evs:
+                    if evs and env.is_ask:
                         env.reply(Reply(503, message=f"{exc}; nothing was changed, retry later"))
+                    elif evs:
+                        self._retry.append(env)
                     else:
                         env.reply(reply)
                 return

@@ -11,7 +11,15 @@ import pytest
 import trio
 import trio.testing
 
-from eventlog import CorruptLogError, EventLog, LogLockedError, LogWriteError, Recovery
+from eventlog import (
+    CorruptLogError,
+    EventLog,
+    LogLockedError,
+    LogWriteError,
+    Recovery,
+    open_readonly,
+    read_log,
+)
 from eventlog.framing import HEADER_SIZE, MAGIC, array_header
 
 FIRST_SEGMENT = "00000000000000000001.seg"
@@ -433,3 +441,80 @@ async def test_follow_yields_heartbeats_while_idle(tmp_path: Path, autojump_cloc
             seen.append(item)
     assert seen == [(1, rec(1)), None, None]
     await log.aclose()
+
+
+# -- read-only reading (open_readonly / read_log) ---------------------------------------------
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+async def test_read_log_reads_while_a_writer_holds_the_log(tmp_path: Path) -> None:
+    log = await reopen(tmp_path, segment_bytes=200)
+    for i in range(1, 41, 4):
+        await log.append_batch([rec(j) for j in range(i, i + 4)])
+    before = files_of(tmp_path)
+    assert len(segments(tmp_path)) > 1
+    assert list(read_log(tmp_path, Record)) == [(i, rec(i)) for i in range(1, 41)]
+    assert list(read_log(tmp_path, Record, from_seq=38)) == [(i, rec(i)) for i in (38, 39, 40)]
+    reader = open_readonly(tmp_path, Record)
+    assert (reader.first_seq, reader.last_seq, reader.torn_tail) == (1, 40, None)
+    assert files_of(tmp_path) == before  # nothing written, not even a lock file
+    await log.append(rec(41))  # appended after opening: not seen, the view is fixed
+    assert [seq for seq, _ in reader.read()][-1] == 40
+    await log.aclose()
+
+
+async def test_read_only_torn_tail_is_reported_not_cut(tmp_path: Path) -> None:
+    start, _ = await write_log(tmp_path, [[rec(1), rec(2)], [rec(3), rec(4), rec(5)]])
+    path = tmp_path / FIRST_SEGMENT
+    torn = path.read_bytes()[: start + 7]
+    path.write_bytes(torn)
+    reader = open_readonly(tmp_path, Record)
+    assert reader.torn_tail == Recovery(str(path), start, 7)
+    assert list(reader.read()) == [(1, rec(1)), (2, rec(2))]
+    assert path.read_bytes() == torn  # untouched
+
+
+async def test_read_only_short_last_segment_is_not_rewritten(tmp_path: Path) -> None:
+    await write_log(tmp_path, [[rec(1)]])
+    short = tmp_path / "00000000000000000002.seg"
+    short.write_bytes(MAGIC[:3])
+    reader = open_readonly(tmp_path, Record)
+    assert reader.torn_tail == Recovery(str(short), 0, 3)
+    assert list(reader.read()) == [(1, rec(1))]
+    assert short.read_bytes() == MAGIC[:3]
+
+
+async def test_read_only_damage_before_the_tail_is_corruption(tmp_path: Path) -> None:
+    await write_log(tmp_path, [[rec(1)], [rec(2)], [rec(3)]])
+    path = tmp_path / FIRST_SEGMENT
+    data = bytearray(path.read_bytes())
+    data[len(MAGIC) + HEADER_SIZE + 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError) as info:
+        open_readonly(tmp_path, Record)
+    assert (info.value.path, info.value.offset) == (str(path), len(MAGIC))
+    assert path.read_bytes() == bytes(data)
+
+
+async def test_read_only_refuses_foreign_records_and_files(tmp_path: Path) -> None:
+    class Other(msgspec.Struct, tag=True):
+        x: int
+
+    await write_log(tmp_path / "a", [[rec(1)]])
+    with pytest.raises(CorruptLogError, match="undecodable records"):
+        list(read_log(tmp_path / "a", Other))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / FIRST_SEGMENT).write_bytes(b"hello, this is not a log")
+    with pytest.raises(CorruptLogError, match="not an event log segment"):
+        open_readonly(tmp_path / "b", Record)
+
+
+def test_read_only_missing_or_empty_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_readonly(tmp_path / "nope", Record)
+    reader = open_readonly(tmp_path, Record)
+    assert (reader.segments, reader.last_seq, list(reader.read())) == ([], 0, [])
+    assert list(tmp_path.iterdir()) == []
