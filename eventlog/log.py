@@ -158,9 +158,13 @@ class EventLog:
     def _read_frames(self, from_seq: int) -> FrameRecords:
         return decode_frames([s.snapshot() for s in self._segments], from_seq, self._decoder)
 
-    async def follow(self, from_seq: int = 1) -> AsyncIterator[tuple[int, Any]]:
+    async def follow(
+        self, from_seq: int = 1, heartbeat: float | None = None
+    ) -> AsyncIterator[tuple[int, Any] | None]:
         """(seq, record) from `from_seq` on, then each record as it becomes durable.
 
+        With `heartbeat`, yields None after that many idle seconds: a consumer that streams to
+        a client learns that the client is gone only when it next writes to it.
         Ends when the log is closed (after yielding every record appended before), or runs until
         the caller stops iterating.
         """
@@ -171,7 +175,13 @@ class EventLog:
                 if seq > self._last_seq:
                     if self._closed:
                         return
-                    await self._durable.wait()
+                    if heartbeat is None:
+                        await self._durable.wait()
+                        continue
+                    with trio.move_on_after(heartbeat) as idle:
+                        await self._durable.wait()
+                    if idle.cancelled_caught:
+                        yield None
                     continue
                 items = self._from_tail(seq)
                 if items is None:

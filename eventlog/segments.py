@@ -121,10 +121,12 @@ def list_segments(directory: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def load_segments(directory: str) -> tuple[list[Segment], Recovery | None]:
+def load_segments(directory: str, repair: bool = True) -> tuple[list[Segment], Recovery | None]:
     """Check every segment; cut a torn tail off the last one.
 
-    Damage anywhere but the tail of the last segment raises CorruptLogError.
+    Damage anywhere but the tail of the last segment raises CorruptLogError. Without `repair`
+    nothing is written: the torn tail is only reported, and the segments end before it (for
+    readers of a log that a writer may hold open).
     """
     found = list_segments(directory)
     segments: list[Segment] = []
@@ -133,17 +135,19 @@ def load_segments(directory: str) -> tuple[list[Segment], Recovery | None]:
     for i, (first_seq, path) in enumerate(found):
         if expected is not None and first_seq != expected:
             raise CorruptLogError(path, 0, f"segment starts at {first_seq}, {expected} expected")
-        segment, recovery = _load_segment(path, first_seq, is_last=i == len(found) - 1)
+        segment, recovery = _load_segment(path, first_seq, i == len(found) - 1, repair)
         segments.append(segment)
         expected = segment.next_seq
     return segments, recovery
 
 
-def _load_segment(path: str, first_seq: int, is_last: bool) -> tuple[Segment, Recovery | None]:
+def _load_segment(
+    path: str, first_seq: int, is_last: bool, repair: bool = True
+) -> tuple[Segment, Recovery | None]:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < len(MAGIC):
-            return _load_short_segment(path, f.read(), first_seq, is_last)
+            return _load_short_segment(path, f.read(), first_seq, is_last, repair)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # no copy of the file
             if data[: len(MAGIC)] != MAGIC:
                 raise CorruptLogError(path, 0, "not an event log segment")
@@ -159,7 +163,8 @@ def _load_segment(path: str, first_seq: int, is_last: bool) -> tuple[Segment, Re
     if damage is not None:
         if not torn:
             raise CorruptLogError(path, damage.offset, damage.reason)
-        _truncate(path, damage.offset)
+        if repair:
+            _truncate(path, damage.offset)
         recovery = _recovery(path, damage.offset, size - damage.offset)
     last_indexed = scan.index[-1][1] if scan.index else -INDEX_STRIDE
     segment = Segment(path, first_seq, scan.end, scan.next_seq, scan.index, last_indexed)
@@ -167,12 +172,13 @@ def _load_segment(path: str, first_seq: int, is_last: bool) -> tuple[Segment, Re
 
 
 def _load_short_segment(
-    path: str, data: bytes, first_seq: int, is_last: bool
+    path: str, data: bytes, first_seq: int, is_last: bool, repair: bool = True
 ) -> tuple[Segment, Recovery | None]:
     """A segment too short for its MAGIC: the writer crashed while creating it, or foreign."""
     if not (is_last and MAGIC.startswith(data)):
         raise CorruptLogError(path, 0, "not an event log segment")
-    _rewrite_magic(path)
+    if repair:
+        _rewrite_magic(path)
     recovery = _recovery(path, 0, len(data)) if data else None
     return Segment(path, first_seq, len(MAGIC), first_seq), recovery
 

@@ -1,0 +1,103 @@
+"""Reading a log directory without owning it: no lock, no repair, never a write.
+
+A person replaying a log (perhaps while a manager appends to it, perhaps a copy from another
+machine) must not change it: a torn tail is reported and read around, not cut off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventlog.errors import CorruptLogError, Recovery
+from eventlog.segments import Segment, load_segments, read_frames
+
+FrameRecords = Generator[Iterator[tuple[int, Any]], None, None]
+
+
+def decode_payload(
+    decoder: msgspec.msgpack.Decoder[Any], payload: bytes, count: int, path: str, offset: int
+) -> list[Any]:
+    """The records of one frame; a payload that is not `count` records is corruption."""
+    try:
+        records = decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise CorruptLogError(path, offset, f"undecodable records ({exc})") from None
+    if len(records) != count:
+        raise CorruptLogError(path, offset, "record count does not match the frame header")
+    return records
+
+
+def decode_frames(
+    segments: Sequence[Segment], from_seq: int, decoder: msgspec.msgpack.Decoder[Any]
+) -> FrameRecords:
+    """Per frame, an iterator of (seq, record) from `from_seq` on.
+
+    `segments` must be copies: each is read up to its `size`. Records are decoded a frame at a
+    time and iterated in C, so replay runs at this loop's speed.
+    """
+    for segment in segments:
+        if segment.next_seq <= from_seq:
+            continue
+        for offset, first, count, payload in read_frames(segment, from_seq):
+            records = decode_payload(decoder, payload, count, segment.path, offset)
+            if first < from_seq:
+                records = records[from_seq - first :]
+                first = from_seq
+            yield zip(range(first, first + len(records)), records, strict=True)
+
+
+class LogReader:
+    """A log directory as it was when opened, read-only.
+
+    `torn_tail` reports an incomplete record at the end (a crash, or a writer mid-append); the
+    reader ends before it. `segments` is empty when the directory holds no log at all.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        record_type: Any,
+        segments: list[Segment],
+        torn_tail: Recovery | None,
+    ) -> None:
+        self.directory = directory
+        self.segments = segments
+        self.torn_tail = torn_tail
+        self._decoder = msgspec.msgpack.Decoder(list[record_type])  # type: ignore[valid-type]
+
+    @property
+    def first_seq(self) -> int:
+        return self.segments[0].first_seq if self.segments else 1
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last whole record; 0 when the log is empty."""
+        return self.segments[-1].next_seq - 1 if self.segments else 0
+
+    def read(self, from_seq: int = 1) -> Iterator[tuple[int, Any]]:
+        """(seq, record) from `from_seq` to `last_seq`. Raises CorruptLogError on damage."""
+        return chain.from_iterable(decode_frames(self.segments, from_seq, self._decoder))
+
+
+def open_readonly(directory: str | Path, record_type: Any) -> LogReader:
+    """Check the segments of `directory` without locking or repairing anything (blocking).
+
+    Raises CorruptLogError for damage before the tail, OSError when the directory or a segment
+    cannot be read.
+    """
+    directory = os.fspath(directory)
+    segments, torn = load_segments(directory, repair=False)
+    return LogReader(directory, record_type, segments, torn)
+
+
+def read_log(
+    directory: str | Path, record_type: Any, from_seq: int = 1
+) -> Iterator[tuple[int, Any]]:
+    """(seq, record) of a log directory from `from_seq` on, read-only (see `open_readonly`)."""
+    return open_readonly(directory, record_type).read(from_seq)
