@@ -21,8 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
-    env = {
+def orc_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """Settings for a test cluster: loopback, free ports, a short stop grace."""
+    return {
         "ORC_MANAGER_HOST": "127.0.0.1",
         "ORC_MANAGER_PORT": str(free_port()),
         "ORC_WORKER_HOST": "127.0.0.1",
@@ -34,7 +35,10 @@ def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
         "ORC_DOCKER_HOST": "unix:///nonexistent/docker.sock",
         **overrides,
     }
-    return config.load(env, dotenv=Path("/nonexistent"))
+
+
+def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
+    return config.load(orc_env(data_dir, **overrides), dotenv=Path("/nonexistent"))
 
 
 @dataclass

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import orc_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,16 +25,7 @@ class Orc:
     """One `orc` process; `start` again on the same data dir after a kill."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.env = {
-            **os.environ,
-            "ORC_MANAGER_HOST": "127.0.0.1",
-            "ORC_MANAGER_PORT": str(free_port()),
-            "ORC_WORKER_HOST": "127.0.0.1",
-            "ORC_WORKER_PORT": str(free_port()),
-            "ORC_DATA_DIR": str(data_dir),
-            "ORC_STOP_GRACE": "2",
-            "PYTHONPATH": str(ROOT),
-        }
+        self.env = {**os.environ, **orc_env(data_dir), "PYTHONPATH": str(ROOT)}
         self.url = f"http://127.0.0.1:{self.env['ORC_MANAGER_PORT']}"
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
