@@ -51,9 +51,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(group: BaseExceptionGroup, status: int, prefix: str = "") -> int:
-    for exc in group.exceptions:
+    for exc in _leaves(group):
         print(f"orc: {prefix}{exc}", file=sys.stderr)
     return status
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The real errors inside nested exception groups (trio nests one per nursery)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def _fields(settings: config.Settings) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,23 @@ def test_sigterm_stops_tasks_and_closes_the_log(orc: Orc) -> None:
 def _pid(orc: Orc, task_id: str) -> int:
     run = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "run.json"
     return json.loads(run.read_text())["pid"]
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        node = Orc(tmp_path / "data")
+        node.env["ORC_MANAGER_PORT"] = str(port)
+        result = subprocess.run(
+            [sys.executable, "-m", "orc"],
+            env=node.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"orc: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -112,7 +112,14 @@ async def serve_app(
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
-    await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    try:
+        await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    except* OSError as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        reason = getattr(first, "strerror", None) or first
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def logs_response(logs: tuple[bytes, bytes]) -> Response:
