@@ -33,6 +33,8 @@ from orc.scheduling import (
     select_candidates,
 )
 from orc.state import replay
+from orc.stats import capacity
+from tests.conftest import RunningCluster, wait_for_state
 
 MiB, GiB = 1 << 20, 1 << 30
 NANO = 1_000_000_000
@@ -308,3 +310,36 @@ async def test_a_waiting_task_is_placed_when_a_node_joins_and_a_stopped_one_neve
         await ref.tell(NodesChanged((node("w1", memory=GiB), node("w2", memory=GiB))))
         await ref.tell(Schedule((task("c", memory=GiB),)))
         assert await placements.receive() == Place("c", "w2", "", T0)
+
+
+# -- through the manager ----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_a_task_waits_for_memory_and_runs_when_the_holder_ends(
+    cluster: RunningCluster,
+) -> None:
+    """Manager, scheduler and worker together: the allocation follows the log both ways."""
+    manager = cluster.manager
+    _, memory, _ = capacity(cluster.settings.data_dir)
+
+    async def submit(name: str) -> str:
+        body = {"State": 2, "Task": {"Name": name, "Cmd": ["sleep", "60"], "Memory": memory}}
+        r = await manager.post("/tasks", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["Task"]["ID"]
+
+    first = await submit("first")
+    await wait_for_state(manager, first, 2)
+    second = await submit("second")
+    with trio.fail_after(10):
+        while not (task := (await manager.get(f"/tasks/{second}")).json())["Error"]:
+            await trio.sleep(0.02)
+    assert task["State"] == 0
+    assert task["Error"].startswith("1 node: 1 lacks memory (need ")
+    assert task["Error"].endswith("most free 0 B)")
+    assert (await manager.delete(f"/tasks/{first}")).status_code == 204
+    task = await wait_for_state(manager, second, 2)
+    assert task["Error"] == ""
+    assert (await manager.delete(f"/tasks/{second}")).status_code == 204
+    await wait_for_state(manager, second, 3)
