@@ -25,10 +25,12 @@ from eventlog.reader import FrameRecords, decode_frames
 from eventlog.segments import (
     Segment,
     create_segment,
+    fsync_dir,
     load_segments,
     lock_directory,
     pwrite_all,
 )
+from eventlog.snapshots import latest_snapshot, snapshot_seqs, write_snapshot
 
 _TAIL_FRAMES = 256  # recent frames kept in memory so that live followers need no disk reads
 _TAIL_BYTES = 4 * 1024 * 1024
@@ -200,6 +202,38 @@ class EventLog:
         finally:
             if disk is not None:
                 disk.close()
+
+    async def save_snapshot(self, seq: int, blob: bytes) -> None:
+        """Store `blob` as standing for every record up to `seq` (which must be durable)."""
+        if not 0 < seq <= self._last_seq:
+            raise ValueError(f"snapshot at {seq}: only 1..{self._last_seq} are durable")
+        try:
+            await trio.to_thread.run_sync(write_snapshot, self.directory, seq, blob)
+        except OSError as exc:
+            raise LogWriteError(
+                f"cannot write a snapshot in {self.directory}: {exc.strerror or exc}"
+            ) from exc
+
+    async def load_snapshot(self) -> tuple[int, bytes] | None:
+        """The newest intact snapshot: `(seq, blob)`; read the log from `seq + 1` after it."""
+        return await trio.to_thread.run_sync(latest_snapshot, self.directory, self._last_seq)
+
+    async def compact(self, before_seq: int) -> int:
+        """Remove whole segments whose records all precede both `before_seq` and the newest
+        snapshot, so nothing is lost that a start-up needs. Returns how many were removed.
+
+        The segment being written is never removed.
+        """
+        snapshots = await trio.to_thread.run_sync(snapshot_seqs, self.directory)
+        limit = min(before_seq, snapshots[0] + 1 if snapshots else 1)
+        doomed = [s for s in self._segments[:-1] if s.next_seq <= limit]
+        if not doomed:
+            return 0
+        self._segments = self._segments[len(doomed) :]
+        for segment in doomed:
+            await trio.to_thread.run_sync(os.unlink, segment.path)
+        await trio.to_thread.run_sync(fsync_dir, self.directory)
+        return len(doomed)
 
     async def aclose(self) -> None:
         """Wait for the appends already made, then close. Later appends raise LogWriteError."""
