@@ -53,13 +53,15 @@ APPLETS += ["env", "ls", "httpd", "nc", "yes", "id", "ps", "kill", "wc"]
 
 IMAGES: dict[str, dict[str, object]] = {
     "http": {
-        "Cmd": ["nc", "-ll", "-p", "80", "-e", "/bin/serve"],
+        # sh as PID 1 with a TERM trap, so `docker stop` ends it at once (PID 1 ignores
+        # signals it has no handler for, and the stop would wait out the whole grace period)
+        "Cmd": ["sh", "-c", "trap 'exit 0' TERM; nc -ll -p 80 -e /bin/serve & wait"],
         "ExposedPorts": {"80/tcp": {}},
     },
     "exit0": {"Cmd": ["sh", "-c", "echo hello from exit0; echo and to stderr >&2; exit 0"]},
     "exit3": {"Cmd": ["sh", "-c", "echo about to fail; exit 3"]},
     "oom": {"Cmd": ["sh", "-c", "head -c 200m /dev/zero | tail"]},
-    "sleep": {"Cmd": ["sleep", "3600"]},
+    "sleep": {"Cmd": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]},
 }
 
 

@@ -32,6 +32,7 @@ import docker.errors
 import msgspec
 import requests.exceptions
 import trio
+import urllib3.exceptions
 from docker.utils import kwargs_from_env
 
 from orc.drivers.base import Exit, LaunchError
@@ -47,9 +48,10 @@ LABEL_CLUSTER = "orc.cluster"
 LABEL_SPEC = "orc.task"
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_.-]")
+# the engine is not there, or the connection to it broke mid-answer
 _UNREACHABLE = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
     ConnectionError,
 )
 

@@ -1,0 +1,572 @@
+"""The docker driver against a real engine: launch, ports, limits, exits, stop, images, engine
+loss, adoption, logs, and the seed README's curl commands verbatim.
+
+Skipped when no engine answers, unless ORC_REQUIRE_DOCKER=1 (CI), which makes that a failure.
+Images are built once per session from busybox-static (tests/images.py) under a tag unique to
+the session; every container and image the session made is removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import docker
+import docker.errors
+import httpx
+import pytest
+import trio
+
+from orc.node import run_cluster
+from tests import images
+from tests.conftest import free_port, make_settings, wait_for_state
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_ID = "266592cd-960d-4091-981c-8c25c44b1018"
+SEED_IMAGE = "strm/helloworld-http"
+DOCKER_SOCK = "/var/run/docker.sock"
+
+
+def _engine() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(version="auto", timeout=30)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    client = _engine()
+    if client is None:
+        if os.environ.get("ORC_REQUIRE_DOCKER") == "1":
+            pytest.fail("ORC_REQUIRE_DOCKER=1 but no Docker engine answers")
+        pytest.skip("no Docker engine answers (set ORC_REQUIRE_DOCKER=1 to fail instead)")
+    return client
+
+
+@pytest.fixture(scope="session")
+def test_images(engine: docker.DockerClient) -> Iterator[dict[str, str]]:
+    """orc-test/<name>:<session tag>; at the end, their containers and the images go."""
+    tag = f"s{uuid.uuid4().hex[:10]}"
+    built = images.build(engine, tag)
+    yield built
+    for ref in built.values():
+        for c in engine.containers.list(all=True, filters={"ancestor": ref}):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+    images.remove(engine, tag)
+
+
+def _containers_of(engine: docker.DockerClient, data_dir: Path, task_id: str = "") -> list:
+    labels = [f"orc.cluster={(data_dir / 'cluster-id').read_text().strip()}"]
+    if task_id:
+        labels.append(f"orc.task-id={task_id}")
+    return engine.containers.list(all=True, filters={"label": labels})
+
+
+def _remove_all(engine: docker.DockerClient, data_dir: Path) -> None:
+    if (data_dir / "cluster-id").exists():
+        for c in _containers_of(engine, data_dir):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+
+
+class DockerCluster:
+    def __init__(self, settings, manager: httpx.AsyncClient, worker: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.worker = worker
+        self.lines: list[str] = []
+
+    async def submit(self, **task: object) -> str:
+        task_id = str(uuid.uuid4())
+        body = {"ID": task_id, "State": 2, "Task": {"ID": task_id, **task}}
+        r = await self.manager.post("/tasks", json=body)
+        assert r.status_code == 201, r.text
+        return task_id
+
+
+@contextlib.asynccontextmanager
+async def docker_cluster(
+    data_dir: Path, engine: docker.DockerClient, **overrides: str
+) -> AsyncIterator[DockerCluster]:
+    settings = make_settings(
+        data_dir, **{"ORC_DOCKER_HOST": "", "ORC_DOCKER_PING": "0.1", **overrides}
+    )
+    stop, done, ready = trio.Event(), trio.Event(), trio.Event()
+    lines: list[str] = []
+
+    def announce(line: str) -> None:
+        lines.append(line)
+        if line.startswith("Starting Orc manager"):
+            ready.set()
+
+    async def run() -> None:
+        try:
+            await run_cluster(settings, announce, stop)
+        finally:
+            done.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            with trio.fail_after(20):
+                await ready.wait()
+            async with (
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{settings.manager_port}", timeout=10
+                ) as manager,
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{settings.worker_port}", timeout=10
+                ) as worker,
+            ):
+                cluster = DockerCluster(settings, manager, worker)
+                cluster.lines = lines
+                yield cluster
+            stop.set()
+            with trio.fail_after(30):
+                await done.wait()
+    finally:
+        await trio.to_thread.run_sync(_remove_all, engine, data_dir)
+
+
+async def _inspect(engine: docker.DockerClient, container_id: str) -> dict:
+    return await trio.to_thread.run_sync(lambda: engine.api.inspect_container(container_id))
+
+
+async def _gone(engine: docker.DockerClient, container_id: str) -> bool:
+    def check() -> bool:
+        try:
+            engine.api.inspect_container(container_id)
+            return False
+        except docker.errors.NotFound:
+            return True
+
+    return await trio.to_thread.run_sync(check)
+
+
+def _seconds(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+# -- launch, ports, limits, labels, names, stop ---------------------------------------------------
+
+
+async def test_launch_ports_limits_labels_then_delete(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    fixed = free_port()
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    async with docker_cluster(tmp_path / "data", engine) as c:
+        assert "Orc worker worker-1 drivers: process, docker" in c.lines
+        bound = await c.submit(
+            Name=name,
+            Image=test_images["http"],
+            Env=["GREETING=hi"],
+            Memory=64 * 1024 * 1024,
+            CPU=0.5,
+            ExposedPorts={"80/tcp": {}},
+            PortBindings={"80/tcp": str(fixed)},
+        )
+        chosen = await c.submit(Name=name, Image=test_images["http"])
+        a = await wait_for_state(c.manager, bound, 2)
+        b = await wait_for_state(c.manager, chosen, 2)
+
+        # ContainerID and HostPorts as the seed shows them; the binding is honoured, the
+        # image's unbound EXPOSE 80 gets a Docker-chosen port on 127.0.0.1
+        assert a["HostPorts"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(fixed)}]}
+        [binding] = b["HostPorts"]["80/tcp"]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+        async with httpx.AsyncClient(timeout=5) as http:
+            for task in (a, b):
+                port = task["HostPorts"]["80/tcp"][0]["HostPort"]
+                assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+                assert (await http.get(f"http://127.0.0.1:{port}/healthfail")).status_code == 500
+
+        info = await _inspect(engine, a["ContainerID"])
+        assert info["Config"]["Labels"]["orc.task-id"] == bound
+        assert info["Config"]["Labels"]["orc.node"] == "worker-1"
+        assert "GREETING=hi" in info["Config"]["Env"]
+        assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
+        assert info["HostConfig"]["NanoCpus"] == 500_000_000
+        # the same Name twice: the second container gets a unique name and still runs
+        other = await _inspect(engine, b["ContainerID"])
+        assert info["Name"] == f"/{name}"
+        assert other["Name"].startswith(f"/{name}-") and other["Name"] != info["Name"]
+
+        # the worker lists both, with the same container IDs
+        listed = {t["ID"]: t for t in (await c.worker.get("/tasks")).json()}
+        assert listed[bound]["ContainerID"] == a["ContainerID"]
+
+        r = await c.manager.delete(f"/tasks/{bound}")
+        assert r.status_code == 204
+        done = await wait_for_state(c.manager, bound, 3)
+        assert done["FinishedAt"] is not None
+        assert await _gone(engine, a["ContainerID"])
+        assert (await wait_for_state(c.manager, chosen, 2))["State"] == 2
+
+
+# -- exits, OOM, logs ------------------------------------------------------------------------
+
+
+async def test_exit_codes_oom_and_logs(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    async with docker_cluster(tmp_path / "data", engine) as c:
+        ok = await c.submit(Name="ok", Image=test_images["exit0"])
+        bad = await c.submit(Name="bad", Image=test_images["exit3"])
+        oom = await c.submit(Name="oom", Image=test_images["oom"], Memory=32 * 1024 * 1024)
+        custom = await c.submit(
+            Name="cmd",
+            Image=test_images["exit0"],
+            Cmd=["sh", "-c", "echo $WHO; exit 7"],
+            Env=["WHO=custom-cmd"],
+        )
+
+        done = await wait_for_state(c.manager, ok, 3)
+        assert done["ExitCode"] == 0 and done["Error"] == ""
+        # noticed at once (a blocking wait on the container), not by polling
+        assert _seconds(done["StartsAt"], done["FinishedAt"]) < 1.0
+        failed = await wait_for_state(c.manager, bad, -1)
+        assert failed["ExitCode"] == 3 and "exited with status 3" in failed["Error"]
+        killed = await wait_for_state(c.manager, oom, -1, timeout=20)
+        assert killed["Error"] == f"killed: out of memory (limit {32 * 1024 * 1024} bytes)"
+        assert killed["ExitCode"] == 137
+        seven = await wait_for_state(c.manager, custom, -1)
+        assert seven["ExitCode"] == 7
+
+        # ended containers are removed; their output is kept, on the manager and the worker
+        for task in (done, failed, killed):
+            assert await _gone(engine, task["ContainerID"])
+        logs = (await c.manager.get(f"/tasks/{ok}/logs")).json()
+        assert logs == {"Stdout": "hello from exit0\n", "Stderr": "and to stderr\n"}
+        assert (await c.worker.get(f"/tasks/{ok}/logs")).json() == logs
+        assert (await c.manager.get(f"/tasks/{custom}/logs")).json()["Stdout"] == "custom-cmd\n"
+        assert (await c.manager.get(f"/tasks/{bad}/logs")).json()["Stdout"] == "about to fail\n"
+
+        # logs of a running container, live
+        web = await c.submit(Name="live", Image=test_images["http"])
+        await wait_for_state(c.manager, web, 2)
+        assert (await c.manager.get(f"/tasks/{web}/logs")).status_code == 200
+
+        unknown = str(uuid.uuid4())
+        assert (await c.manager.get(f"/tasks/{unknown}/logs")).status_code == 404
+        assert (await c.worker.get(f"/tasks/{unknown}/logs")).status_code == 404
+
+        stats = (await c.worker.get("/stats")).json()
+        assert {"MemStats", "DiskStats", "CPUStats", "LoadStats", "TaskCount"} <= set(stats)
+        assert stats["TaskCount"] == 1
+
+
+# -- images and bad input --------------------------------------------------------------------
+
+
+async def test_missing_image_fails_fast_and_bad_specs_are_400(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    async with docker_cluster(tmp_path / "data", engine) as c:
+        missing = f"orc-test/missing-{uuid.uuid4().hex[:6]}:nope"
+        started = time.monotonic()
+        task_id = await c.submit(Name="missing", Image=missing)
+        failed = await wait_for_state(c.manager, task_id, -1, timeout=10)
+        assert time.monotonic() - started < 8
+        assert missing in failed["Error"] and "could not be pulled" in failed["Error"]
+
+        bad = [
+            ({"Image": "Not A/Valid Image"}, "$.Task.Image"),
+            ({"Image": test_images["http"], "ExposedPorts": {"80/xyz": {}}}, "ExposedPorts"),
+            ({"Image": test_images["http"], "PortBindings": {"80/tcp": "99999"}}, "PortBindings"),
+            ({"Image": test_images["http"], "Memory": -1}, "$.Task.Memory"),
+            ({"Image": test_images["http"], "CPU": -0.5}, "$.Task.CPU"),
+        ]
+        for spec, field in bad:
+            r = await c.manager.post("/tasks", json={"State": 2, "Task": spec})
+            assert r.status_code == 400, (spec, r.text)
+            assert field in r.json()["message"]
+
+
+# -- engine availability ---------------------------------------------------------------------
+
+
+async def _socket_proxy(
+    path: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A unix socket that forwards to the real engine: closing it is the engine going away."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await listener.bind(path)
+    listener.listen(64)
+    listeners = [trio.SocketListener(listener)]
+
+    async def pump(source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async for chunk in source:
+                await sink.send_all(chunk)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await sink.send_eof()  # type: ignore[attr-defined]
+
+    async def handle(client: trio.SocketStream) -> None:
+        async with client:
+            upstream = await trio.open_unix_socket(DOCKER_SOCK)
+            async with upstream, trio.open_nursery() as n:
+                n.start_soon(pump, client, upstream)
+                n.start_soon(pump, upstream, client)
+
+    try:
+        await trio.serve_listeners(handle, listeners, task_status=task_status)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def test_engine_goes_away_and_returns(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    sock = str(tmp_path / "docker.sock")
+    async with (
+        trio.open_nursery() as nursery,
+        docker_cluster(tmp_path / "data", engine, ORC_DOCKER_HOST=f"unix://{sock}") as c,
+    ):
+        # no engine at start: the worker says so, and a docker task waits with the reason
+        assert "Orc worker worker-1 drivers: process" in c.lines
+        waiting = await c.submit(Name="waits", Image=test_images["http"])
+        for _ in range(100):
+            task = (await c.manager.get(f"/tasks/{waiting}")).json()
+            if task["Error"]:
+                break
+            await trio.sleep(0.02)
+        assert task["State"] == 0 and "lacks driver docker" in task["Error"]
+
+        # the engine appears: the node re-joins with docker, the waiting task runs
+        proxy = trio.CancelScope()
+
+        async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with proxy:
+                await _socket_proxy(sock, task_status=task_status)
+
+        await nursery.start(serve)
+        running = await wait_for_state(c.manager, waiting, 2, timeout=10)
+        assert running["ContainerID"]
+
+        # it goes away: new docker tasks wait again; the running container is not lost
+        proxy.cancel()
+        await trio.sleep(0.5)
+        later = await c.submit(Name="later", Image=test_images["http"])
+        for _ in range(200):
+            task = (await c.manager.get(f"/tasks/{later}")).json()
+            if task["Error"]:
+                break
+            await trio.sleep(0.02)
+        assert task["State"] == 0 and "lacks driver docker" in task["Error"]
+        assert (await c.manager.get(f"/tasks/{waiting}")).json()["State"] == 2
+
+        # and returns: both run, and a stop goes through
+        proxy = trio.CancelScope()
+        await nursery.start(serve)
+        await wait_for_state(c.manager, later, 2, timeout=10)
+        assert (await c.manager.delete(f"/tasks/{waiting}")).status_code == 204
+        await wait_for_state(c.manager, waiting, 3, timeout=10)
+        assert await _gone(engine, running["ContainerID"])
+        nursery.cancel_scope.cancel()
+
+
+# -- real orc processes: adoption and the seed README -------------------------------------------
+
+
+class Orc:
+    """`python -m orc` on free ports; `start` again on the same data dir after a kill."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "ORC_MANAGER_HOST": "127.0.0.1",
+            "ORC_MANAGER_PORT": str(self.port),
+            "ORC_WORKER_HOST": "127.0.0.1",
+            "ORC_WORKER_PORT": str(free_port()),
+            "ORC_DATA_DIR": str(data_dir),
+            "ORC_STOP_GRACE": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self) -> None:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orc"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        while True:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise AssertionError(f"orc exited early:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            if line.startswith("Starting Orc manager"):
+                return
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=30)
+        return "".join(self.lines) + out
+
+    def task(self, task_id: str) -> dict:
+        r = httpx.get(f"{self.url}/tasks/{task_id}", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_state(self, task_id: str, state: int, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(task_id)
+            if task["State"] == state or time.monotonic() > deadline:
+                assert task["State"] == state, task
+                return task
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def orc(tmp_path: Path, engine: docker.DockerClient) -> Iterator[Orc]:
+    o = Orc(tmp_path / "data")
+    try:
+        yield o
+    finally:
+        if o.proc is not None and o.proc.poll() is None:
+            o.proc.kill()
+            o.proc.communicate(timeout=30)
+        _remove_all(engine, o.data_dir)
+
+
+def test_restarted_orc_adopts_its_containers_and_reports_strays(
+    orc: Orc, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    orc.start()
+    task_id = str(uuid.uuid4())
+    body = {"ID": task_id, "State": 2, "Task": {"Name": "adopt", "Image": test_images["http"]}}
+    assert httpx.post(f"{orc.url}/tasks", json=body, timeout=10).status_code == 201
+    before = orc.wait_state(task_id, 2)
+    orc.stop(signal.SIGKILL)
+
+    # a container with this installation's labels whose task the manager never heard of
+    stray_id = str(uuid.uuid4())
+    cluster = (orc.data_dir / "cluster-id").read_text().strip()
+    stray_spec = json.dumps(
+        {"ID": stray_id, "Name": "stray", "Image": test_images["sleep"], "Driver": "docker"}
+    )
+    stray = engine.containers.run(
+        test_images["sleep"],
+        detach=True,
+        labels={
+            "orc.task-id": stray_id,
+            "orc.node": "worker-1",
+            "orc.cluster": cluster,
+            "orc.task": stray_spec,
+        },
+    )
+
+    orc.start()
+    after = orc.wait_state(task_id, 2)
+    assert after["ContainerID"] == before["ContainerID"]
+    assert after["HostPorts"] == before["HostPorts"]
+    assert len(_containers_of(engine, orc.data_dir, task_id)) == 1
+    port = after["HostPorts"]["80/tcp"][0]["HostPort"]
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    # an exit of the adopted container is still noticed
+    engine.containers.get(after["ContainerID"]).kill()
+    failed = orc.wait_state(task_id, -1)
+    assert failed["ExitCode"] == 137
+
+    output = orc.stop()
+    assert re.search(
+        rf"container {stray.id[:12]} runs task {stray_id}, which the manager does"
+        r" not know",
+        output,
+    ), output
+    stray.reload()
+    assert stray.status == "running"  # reported, not killed, not even at shutdown
+
+
+def test_seed_readme_verbatim(
+    orc: Orc, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    """The seed README's curl commands, byte for byte except the port, against `orc`."""
+    port = str(orc.port)
+    with open("/tmp/orc-test-strm-helloworld-http.lock", "w") as lock:
+        # one session at a time owns the seed's tag on this engine
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine.images.get(test_images["http"]).tag(SEED_IMAGE)
+        try:
+            orc.start()
+            create = subprocess.run(
+                ["curl", "--location", f"http://localhost:{port}/tasks",
+                 "--header", "Content-Type: application/json",
+                 "--data", """{
+    "ID": "266592cd-960d-4091-981c-8c25c44b1018",
+    "State": 2,
+    "Task": {
+        "State": 1,
+        "ID": "266592cd-960d-4091-981c-8c25c44b1018",
+        "Name": "test-from-api-777",
+        "Image": "strm/helloworld-http"
+    }
+}""", "--silent", "--write-out", "\n%{http_code}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert create.stdout.rsplit("\n", 1)[1] == "201", create.stdout
+
+            def tasks() -> list[dict]:
+                out = subprocess.run(
+                    ["curl", "--location", f"http://localhost:{port}/tasks", "--silent"],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                return json.loads(out.stdout)
+
+            deadline = time.monotonic() + 10
+            while (task := tasks()[0])["State"] != 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert task["ID"] == SEED_ID and task["State"] == 2, task
+            assert task["Name"] == "test-from-api-777" and task["ContainerID"]
+            host_port = task["HostPorts"]["80/tcp"][0]["HostPort"]
+            page = httpx.get(f"http://127.0.0.1:{host_port}/", timeout=5)
+            assert page.status_code == 200 and "hello" in page.text
+
+            delete = subprocess.run(
+                ["curl", "--location", "--request", "DELETE",
+                 f"http://localhost:{port}/tasks/266592cd-960d-4091-981c-8c25c44b1018",
+                 "--data", "", "--silent", "--write-out", "%{http_code}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert delete.stdout == "204", delete.stdout
+
+            deadline = time.monotonic() + 10
+            while (task := tasks()[0])["State"] != 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert task["State"] == 3 and task["FinishedAt"], task
+            with pytest.raises(docker.errors.NotFound):
+                engine.containers.get(task["ContainerID"])
+            orc.stop()
+        finally:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                engine.images.remove(SEED_IMAGE)
