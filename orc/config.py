@@ -26,6 +26,9 @@ DEFAULTS: dict[str, str] = {
     "ORC_DOCKER_HOST_IP": "127.0.0.1",
     "ORC_DOCKER_PING": "2",
     "ORC_DOCKER_PULL_TIMEOUT": "10",
+    "ORC_DIGEST_EVERY": "10000",
+    "ORC_SNAPSHOT_EVERY": "100000",
+    "ORC_RETAIN_EVENTS": "100000",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -49,6 +52,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     docker_host_ip: str = "127.0.0.1"
     docker_ping: float = 2.0
     docker_pull_timeout: float = 10.0
+    # upkeep, in events: a state digest every N, a snapshot every N (0: never), and how many
+    # events before the newest snapshot compaction keeps
+    digest_every: int = 10_000
+    snapshot_every: int = 100_000
+    retain_events: int = 100_000
 
 
 class ConfigError(ValueError):
@@ -109,4 +117,7 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         docker_host_ip=merged["ORC_DOCKER_HOST_IP"],
         docker_ping=float(number("ORC_DOCKER_PING", float)),
         docker_pull_timeout=float(number("ORC_DOCKER_PULL_TIMEOUT", float)),
+        digest_every=int(number("ORC_DIGEST_EVERY", int)),
+        snapshot_every=int(number("ORC_SNAPSHOT_EVERY", int)),
+        retain_events=int(number("ORC_RETAIN_EVENTS", int)),
     )

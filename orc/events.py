@@ -73,6 +73,14 @@ class TaskFailed(Event, frozen=True):
     error: str
 
 
+class StateDigest(Event, frozen=True):
+    """A hash of the manager's state after every event up to `seq`: replay recomputes it, and a
+    difference means `apply` no longer does what it did when the log was written."""
+
+    seq: int
+    digest: str
+
+
 AnyEvent = (
     NodeJoined
     | TaskSubmitted
@@ -82,6 +90,7 @@ AnyEvent = (
     | TaskExited
     | TaskStopRequested
     | TaskFailed
+    | StateDigest
 )
 
 TASK_EVENTS = (

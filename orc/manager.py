@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -17,9 +18,11 @@ import trio
 from actors import Actor, ActorRef, Envelope, Mailbox
 from eventlog import EventLog, LogWriteError
 from orc import decide
+from orc.clock import now
 from orc.events import (
     AnyEvent,
     NodeJoined,
+    StateDigest,
     TaskExited,
     TaskFailed,
     TaskScheduled,
@@ -46,7 +49,8 @@ from orc.messages import (
     TasksPlaced,
 )
 from orc.model import State
-from orc.state import ClusterState, apply, load_state
+from orc.snapshots import encode_state, recover, state_digest
+from orc.state import ClusterState, apply
 from orc.transitions import ACTIVE, TERMINAL
 from orc.worker import Ping
 
@@ -66,18 +70,32 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
 }
 
 
+@dataclass(frozen=True)
+class Upkeep:
+    """How often, in events, the manager records a digest and a snapshot (0: never), and how
+    many events before the newest snapshot compaction keeps."""
+
+    digest: int = 10_000
+    snapshot: int = 100_000
+    retain: int = 100_000
+
+
 class Manager(Actor):
     def __init__(
         self,
         log: EventLog,
         scheduler: ActorRef,
         proxies: dict[str, ActorRef],
+        upkeep: Upkeep | None = None,
     ) -> None:
         self.log = log
         self.state = ClusterState()
         self.scheduler = scheduler
         self.proxies = proxies
+        self.upkeep = upkeep or Upkeep()
         self._retry: list[Envelope] = []
+        self._since_digest = 0
+        self._since_snapshot = 0
 
     async def started(self) -> None:
         """Rebuild state from the log, then pick up where it left off: schedule what waits,
@@ -85,7 +103,8 @@ class Manager(Actor):
 
         A restart after a crash takes the same path, so it never works from half-applied state.
         """
-        self.state = await trio.to_thread.run_sync(load_state, self.log)
+        self.state, base = await recover(self.log)
+        self._since_snapshot = self.log.last_seq - base
         await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
         placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
         if placed:
@@ -154,6 +173,31 @@ class Manager(Actor):
         for env, (_, reply) in zip(group, decisions, strict=True):
             env.reply(reply)
         await self._act(events)
+        await self._keep_up(len(events))
+
+    async def _keep_up(self, appended: int) -> None:
+        """Now and then record a digest of the state, and snapshot it so start-up stays fast.
+
+        Neither is needed for correctness, so a failure is logged and tried again later.
+        """
+        self._since_digest += appended
+        self._since_snapshot += appended
+        every = self.upkeep
+        try:
+            if every.digest and self._since_digest >= every.digest:
+                self._since_digest = 0
+                digest = StateDigest(
+                    at=now(), seq=self.log.last_seq, digest=state_digest(self.state)
+                )
+                await self.log.append(digest)
+            if every.snapshot and self._since_snapshot >= every.snapshot:
+                self._since_snapshot = 0
+                await self.log.save_snapshot(self.log.last_seq, encode_state(self.state))
+                removed = await self.log.compact(self.log.last_seq - every.retain)
+                if removed:
+                    log.info("compacted %d log segments before seq %d", removed, self.log.first_seq)
+        except LogWriteError as exc:
+            log.warning("upkeep deferred: %s", exc)
 
     async def _act(self, events: list[AnyEvent]) -> None:
         """Side effects of durable events: placement requests and orders to workers."""

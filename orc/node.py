@@ -28,7 +28,7 @@ from orc.http.common import serve_app
 from orc.http.events_api import add_event_stream
 from orc.http.manager_api import manager_app
 from orc.http.worker_api import worker_app
-from orc.manager import Manager
+from orc.manager import Manager, Upkeep
 from orc.messages import Disown, Join, ListTasks, ListWorkerTasks, Shutdown
 from orc.model import NodeInfo
 from orc.proxy import LocalWorkerProxy
@@ -91,9 +91,10 @@ def build(
     """`docker_up`: whether an engine answered; workers advertise docker only then."""
     refs: dict[str, ActorRef] = {}
     proxies: dict[str, ActorRef] = {}
+    upkeep = Upkeep(settings.digest_every, settings.snapshot_every, settings.retain_events)
     manager = sup.add(
         "manager",
-        lambda: Manager(event_log, refs["scheduler"], proxies),
+        lambda: Manager(event_log, refs["scheduler"], proxies, upkeep),
         mailbox_size=MAILBOX,
     )
     refs["scheduler"] = sup.add(

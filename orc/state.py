@@ -17,6 +17,7 @@ import msgspec
 from orc.events import (
     AnyEvent,
     NodeJoined,
+    StateDigest,
     TaskExited,
     TaskFailed,
     TaskScheduled,
@@ -110,6 +111,10 @@ def _node_joined(state: ClusterState, e: NodeJoined) -> None:
     state.nodes[e.node.name] = e.node
 
 
+def _digest(state: ClusterState, e: StateDigest) -> None:
+    """Changes nothing: it records what the state was (see `orc replay --check`)."""
+
+
 _HANDLERS = {
     TaskSubmitted: _submitted,
     TaskUnplaced: _unplaced,
@@ -119,6 +124,7 @@ _HANDLERS = {
     TaskStopRequested: _stop_requested,
     TaskFailed: _failed,
     NodeJoined: _node_joined,
+    StateDigest: _digest,
 }
 
 
