@@ -10,7 +10,7 @@ import trio
 
 from actors import EscalationError
 from eventlog import CorruptLogError
-from orc import config
+from orc import config, replay_cli
 from orc.node import run_cluster
 
 
@@ -21,11 +21,17 @@ def _parser() -> argparse.ArgumentParser:
         " command, runs a manager and ORC_WORKER_COUNT workers in one process.",
     )
     parser.add_argument("--data-dir", help="event log and task directories (ORC_DATA_DIR)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    replay_cli.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":
+        if args.data_dir and not args.data_dir_replay:  # `orc --data-dir X replay`
+            args.data_dir_replay = args.data_dir
+        return replay_cli.run(args)
     try:
         settings = config.load()
     except config.ConfigError as exc:

@@ -1,0 +1,349 @@
+"""What a log says happened: the timeline, one task's life, the state at a point, the check.
+
+Pure functions over `(seq, event)` records as the event log reads them; the CLI reads and
+prints. Every event goes through the live manager's `apply`, so replay shows what the manager
+believed, not a second interpretation. An event that breaks the rules is reported and skipped,
+as the manager would have refused it, so that one bad record does not hide the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from orc.events import (
+    AnyEvent,
+    NodeJoined,
+    TaskExited,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    TaskStopRequested,
+    TaskSubmitted,
+    TaskUnplaced,
+)
+from orc.model import State, Task
+from orc.state import ClusterState, apply
+from orc.transitions import TERMINAL, IllegalTransition
+
+Record = tuple[int, AnyEvent]
+
+EVENT_NAMES: dict[type, str] = {
+    TaskSubmitted: "submitted",
+    TaskUnplaced: "unplaced",
+    TaskScheduled: "scheduled",
+    TaskStarted: "started",
+    TaskExited: "exited",
+    TaskStopRequested: "stop",
+    TaskFailed: "failed",
+    NodeJoined: "node-joined",
+}
+
+
+class ReplayError(ValueError):
+    """A question the log cannot answer (a point past its end, a task it never saw)."""
+
+
+class Row(msgspec.Struct, kw_only=True, rename={"src": "from", "dst": "to"}):
+    """One event as a timeline line. `violation` is set when the event broke the rules and
+    was skipped; `dst` is then the state it tried to reach, if any."""
+
+    seq: int
+    at: str
+    event: str
+    task: str | None
+    src: str | None
+    dst: str | None
+    node: str
+    reason: str
+    violation: str | None = None
+
+
+class Violation(msgspec.Struct, kw_only=True):
+    seq: int
+    at: str
+    kind: str
+    message: str
+    record: AnyEvent
+
+
+class Period(msgspec.Struct, kw_only=True):
+    """A stretch of time a task spent in one state. `open`: still in it when the log ends."""
+
+    state: str
+    since: str
+    until: str | None
+    seconds: float | None
+    open: bool = False
+
+
+class History(msgspec.Struct, kw_only=True):
+    task: Task
+    rows: list[Row]
+    periods: list[Period]
+    totals: dict[str, float]
+
+
+@dataclass
+class _Step:
+    row: Row
+    kind: str | None  # the violation's kind, when the event broke the rules
+
+
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time as an aware datetime (naive ones are UTC), or None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def task_of(event: AnyEvent) -> str | None:
+    """The ID of the task an event is about; None for node events."""
+    if isinstance(event, TaskSubmitted):
+        return event.task.id
+    return getattr(event, "task_id", None)
+
+
+def _problem(state: ClusterState, task: Task | None, event: AnyEvent) -> tuple[str, str] | None:
+    """Why the manager would not have logged `event` given `state` (before `apply`)."""
+    if isinstance(event, TaskSubmitted):
+        if task is not None:
+            return "duplicate-task", f"task {task.id} submitted again"
+        return None
+    if task is None:
+        return "unknown-task", f"event for task {task_of(event)}, which was never submitted"
+    current = State(task.state)
+    if current in TERMINAL and not isinstance(event, TaskScheduled):
+        return (
+            "after-terminal",
+            f"{EVENT_NAMES[type(event)]} after the task ended {current.label}:"
+            " only a restart to Scheduled may follow",
+        )
+    if isinstance(event, TaskScheduled) and event.node not in state.nodes:
+        return "unknown-node", f"scheduled on node {event.node!r}, which never joined"
+    if isinstance(event, TaskStarted | TaskExited) and event.node != task.node:
+        what = "started" if isinstance(event, TaskStarted) else "exited"
+        return (
+            "wrong-node",
+            f"{what} on node {event.node!r} but placed on {task.node or 'no node'!r}",
+        )
+    return None
+
+
+def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
+    """The human reason column: why or how the event happened."""
+    match event:
+        case TaskSubmitted(task=task):
+            what = task.image or " ".join(task.cmd or [])
+            driver = f"{task.driver}: " if task.driver else ""
+            name = f"{task.name} " if task.name else ""
+            return f"{name}({driver}{what})" if what or driver else name.strip()
+        case TaskUnplaced(reason=reason):
+            return reason
+        case TaskScheduled():
+            restart = before is not None and State(before.state) in (State.RUNNING, State.FAILED)
+            return "restart" if restart else ""
+        case TaskStarted(container_id=container):
+            return f"container {container[:12]}" if container else ""
+        case TaskExited(stopped=stopped, exit_code=code, error=error):
+            text = "stopped" if stopped else ("exit ?" if code is None else f"exit {code}")
+            if stopped and code is not None:
+                text += f" (exit {code})"
+            return f"{text}: {error}" if error else text
+        case TaskStopRequested():
+            if after is not None and State(after.state) == State.FAILED:
+                return after.error
+            return "stop requested"
+        case TaskFailed(error=error):
+            return error
+        case NodeJoined(node=node):
+            drivers = ",".join(node.drivers) or "none"
+            return f"{node.address} drivers={drivers} cores={node.cores}"
+    return ""
+
+
+def _node_of(event: AnyEvent, before: Task | None, after: Task | None) -> str:
+    if isinstance(event, NodeJoined):
+        return event.node.name
+    node = getattr(event, "node", None)
+    if isinstance(node, str):
+        return node
+    task = after or before
+    return task.node if task is not None else ""
+
+
+def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
+    """Apply one event to `state` unless it breaks the rules; say what it did either way."""
+    name = EVENT_NAMES.get(type(event), type(event).__name__)
+    task_id = task_of(event)
+    before = state.tasks.get(task_id) if task_id is not None else None
+    problem = None if isinstance(event, NodeJoined) else _problem(state, before, event)
+    dst: str | None = None
+    if problem is None:
+        try:
+            apply(state, event)
+        except IllegalTransition as exc:
+            problem = "illegal-transition", f"illegal transition {exc.src.label} -> {exc.dst.label}"
+            dst = exc.dst.label
+    after = state.tasks.get(task_id) if task_id is not None else None
+    if problem is None:
+        dst = State(after.state).label if after is not None else None
+        if before is not None and after is not None and after.restart_count < before.restart_count:
+            problem = (
+                "restart-count",
+                f"restart count went back from {before.restart_count} to {after.restart_count}",
+            )
+    row = Row(
+        seq=seq,
+        at=event.at,
+        event=name,
+        task=task_id,
+        src=State(before.state).label if before is not None else None,
+        dst=dst,
+        node=_node_of(event, before, after),
+        reason=_describe(event, before, after),
+        violation=problem[1] if problem else None,
+    )
+    return _Step(row, problem[0] if problem else None)
+
+
+def walk(records: Iterable[Record]) -> tuple[list[_Step], ClusterState]:
+    """Each record's step, and the state they lead to."""
+    state = ClusterState()
+    return [_step(state, seq, event) for seq, event in records], state
+
+
+def timeline(records: Iterable[Record]) -> list[Row]:
+    """Every event as a row, with the state each task moved from and to."""
+    return [s.row for s in walk(records)[0]]
+
+
+class CheckResult(msgspec.Struct, kw_only=True):
+    ok: bool
+    events: int
+    tasks: int
+    nodes: int
+    violations: list[Violation]
+
+
+def check(records: Sequence[Record]) -> CheckResult:
+    """Every record that breaks a rule: an illegal transition, an event for an unknown task or
+    after a terminal state (other than a restart), a task started or exited on a node it is
+    not placed on, a restart count going back. Checking goes on after each one."""
+    steps, state = walk(records)
+    violations = [
+        Violation(
+            seq=step.row.seq,
+            at=step.row.at,
+            kind=step.kind,
+            message=step.row.violation or "",
+            record=event,
+        )
+        for step, (_, event) in zip(steps, records, strict=True)
+        if step.kind is not None
+    ]
+    return CheckResult(
+        ok=not violations,
+        events=len(records),
+        tasks=len(state.tasks),
+        nodes=len(state.nodes),
+        violations=violations,
+    )
+
+
+def state_of(records: Iterable[Record]) -> ClusterState:
+    """The state the records lead to, rule-breaking events skipped."""
+    return walk(records)[1]
+
+
+def parse_at(text: str) -> int | datetime:
+    """`--at`: a sequence number, or an RFC 3339 time."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    moment = parse_time(text.replace(" ", "T", 1) if " " in text else text)
+    if moment is None:
+        raise ReplayError(f"--at {text!r} is neither a sequence number nor an RFC 3339 time")
+    return moment
+
+
+def until(records: Sequence[Record], at: int | datetime) -> list[Record]:
+    """The records up to and including `at` (a seq, or the last event at or before a time)."""
+    if not records:
+        raise ReplayError("the log is empty")
+    first_seq, last_seq = records[0][0], records[-1][0]
+    last_at = records[-1][1].at
+    if isinstance(at, int):
+        if at > last_seq:
+            raise ReplayError(f"--at {at} is beyond the end of the log (last seq {last_seq})")
+        if at < first_seq:
+            raise ReplayError(f"--at {at} is before the start of the log (first seq {first_seq})")
+        return [r for r in records if r[0] <= at]
+    end = parse_time(last_at)
+    if end is not None and at > end:
+        raise ReplayError(
+            f"--at {at.isoformat()} is beyond the end of the log (last event at {last_at})"
+        )
+    kept: list[Record] = []
+    for record in records:
+        moment = parse_time(record[1].at)
+        if moment is not None and moment > at:
+            break
+        kept.append(record)
+    if not kept:
+        raise ReplayError(
+            f"--at {at.isoformat()} is before the first event (at {records[0][1].at})"
+        )
+    return kept
+
+
+def find_task(records: Iterable[Record], wanted: str) -> str:
+    """The task ID `wanted` names: an exact ID, or a prefix of exactly one."""
+    ids = {task_of(event) for _, event in records} - {None}
+    if wanted in ids:
+        return wanted
+    matches = sorted(i for i in ids if i is not None and i.startswith(wanted))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ReplayError(f"task {wanted!r} is ambiguous: {len(matches)} task IDs start with it")
+    raise ReplayError(f"no task {wanted!r} in the log ({len(ids)} tasks)")
+
+
+def history(records: Sequence[Record], task_id: str) -> History:
+    """One task's events and the time it spent in each state.
+
+    The last state is open-ended: its time is counted to the last event of the log, unless it
+    is terminal.
+    """
+    steps, state = walk(records)
+    if task_id not in state.tasks:
+        raise ReplayError(f"no task {task_id!r} in the log")
+    rows = [s.row for s in steps if s.row.task == task_id]
+    periods: list[Period] = []
+    for row in rows:
+        if row.violation is not None or row.dst is None or row.dst == row.src:
+            continue
+        if periods:
+            _close(periods[-1], row.at)
+        periods.append(Period(state=row.dst, since=row.at, until=None, seconds=None))
+    if periods and periods[-1].state not in {s.label for s in TERMINAL} and records:
+        _close(periods[-1], records[-1][1].at)
+        periods[-1].open = True
+    totals: dict[str, float] = {}
+    for period in periods:
+        if period.seconds is not None:
+            totals[period.state] = totals.get(period.state, 0.0) + period.seconds
+    return History(task=state.tasks[task_id], rows=rows, periods=periods, totals=totals)
+
+
+def _close(period: Period, at: str) -> None:
+    start, end = parse_time(period.since), parse_time(at)
+    period.until = at
+    if start is not None and end is not None:
+        period.seconds = max(0.0, (end - start).total_seconds())
