@@ -8,6 +8,7 @@ as the manager would have refused it, so that one bad record does not hide the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,12 @@ EVENT_NAMES: dict[type, str] = {
     TaskFailed: "failed",
     NodeJoined: "node-joined",
 }
+
+
+def event_name(event: AnyEvent) -> str:
+    """`scheduled`; an event type added later: its class name in kebab case (`node-down`)."""
+    name = EVENT_NAMES.get(type(event))
+    return name or re.sub(r"(?<!^)(?=[A-Z])", "-", type(event).__name__).lower()
 
 
 class ReplayError(ValueError):
@@ -121,7 +128,7 @@ def _problem(state: ClusterState, task: Task | None, event: AnyEvent) -> tuple[s
     if current in TERMINAL and not isinstance(event, TaskScheduled):
         return (
             "after-terminal",
-            f"{EVENT_NAMES[type(event)]} after the task ended {current.label}:"
+            f"{event_name(event)} after the task ended {current.label}:"
             " only a restart to Scheduled may follow",
         )
     if isinstance(event, TaskScheduled) and event.node not in state.nodes:
@@ -164,6 +171,10 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
         case NodeJoined(node=node):
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
+    for field in ("reason", "error"):  # event types added later
+        text = getattr(event, field, None)
+        if isinstance(text, str) and text:
+            return text
     return ""
 
 
@@ -179,10 +190,10 @@ def _node_of(event: AnyEvent, before: Task | None, after: Task | None) -> str:
 
 def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
     """Apply one event to `state` unless it breaks the rules; say what it did either way."""
-    name = EVENT_NAMES.get(type(event), type(event).__name__)
+    name = event_name(event)
     task_id = task_of(event)
     before = state.tasks.get(task_id) if task_id is not None else None
-    problem = None if isinstance(event, NodeJoined) else _problem(state, before, event)
+    problem = None if task_id is None else _problem(state, before, event)
     dst: str | None = None
     if problem is None:
         try:

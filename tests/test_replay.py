@@ -425,3 +425,22 @@ async def test_log_of_a_real_run_passes_check(
     assert status == 0 and "Running -> Failed" in out and "exit 1" in out
     status, out, _ = await trio.to_thread.run_sync(run, capsys, data_dir)
     assert status == 0 and out.count("Pending -> Scheduled") == 3
+
+
+def test_events_about_no_task_are_not_task_violations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node-level event type added later is applied, named and never taken for a task's."""
+
+    class NodeNoted(NodeJoined, frozen=True):
+        why: str = ""
+
+    real_apply = replay.apply
+
+    def apply(state: ClusterState, event: AnyEvent) -> ClusterState:
+        return state if isinstance(event, NodeNoted) else real_apply(state, event)
+
+    monkeypatch.setattr(replay, "apply", apply)
+    node = NodeInfo(name="n", address="a", drivers=())
+    records: list[replay.Record] = [(1, NodeNoted(at=t(0), node=node, why="x"))]
+    row = replay.timeline(records)[0]
+    assert (row.event, row.task, row.node, row.violation) == ("node-noted", None, "n", None)
+    assert replay.check(records).ok
