@@ -240,7 +240,7 @@ async def test_exit_codes_oom_and_logs(
         done = await wait_for_state(c.manager, ok, 3)
         assert done["ExitCode"] == 0 and done["Error"] == ""
         # noticed at once (a blocking wait on the container), not by polling
-        assert _seconds(done["StartsAt"], done["FinishedAt"]) < 1.0
+        assert _seconds(done["StartsAt"], done["FinishedAt"]) < 2.0
         failed = await wait_for_state(c.manager, bad, -1)
         assert failed["ExitCode"] == 3 and "exited with status 3" in failed["Error"]
         killed = await wait_for_state(c.manager, oom, -1, timeout=20)
@@ -335,7 +335,10 @@ async def _socket_proxy(
 
 
 async def test_engine_goes_away_and_returns(
-    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    test_images: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sock = str(tmp_path / "docker.sock")
     async with (
@@ -365,7 +368,9 @@ async def test_engine_goes_away_and_returns(
 
         # it goes away: new docker tasks wait again; the running container is not lost
         proxy.cancel()
-        await trio.sleep(0.5)
+        with trio.fail_after(5):
+            while "worker worker-1 drivers: process" not in caplog.messages:
+                await trio.sleep(0.02)
         later = await c.submit(Name="later", Image=test_images["http"])
         for _ in range(200):
             task = (await c.manager.get(f"/tasks/{later}")).json()

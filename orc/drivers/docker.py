@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,8 @@ LABEL_TASK = "orc.task-id"
 LABEL_NODE = "orc.node"
 LABEL_CLUSTER = "orc.cluster"
 LABEL_SPEC = "orc.task"
+
+IMAGE_CACHE_S = 10.0  # how long an image's inspect is reused between launches
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_.-]")
 # the engine is not there, or the connection to it broke mid-answer
@@ -123,6 +126,7 @@ class DockerDriver:
         self.limiter = limiter or trio.CapacityLimiter(8)
         self.wait_limiter = trio.CapacityLimiter(1024)
         self._client: docker.DockerClient | None = None
+        self._images: dict[str, tuple[float, dict[str, Any]]] = {}
         self._client_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -159,8 +163,11 @@ class DockerDriver:
             *([f"{LABEL_TASK}={task_id}"] if task_id else []),
         ]
 
-    def _containers(self, task_id: str = "") -> list[Any]:
-        return self.client().containers.list(all=True, filters={"label": self._labels(task_id)})
+    def _containers(self, task_id: str = "") -> list[dict[str, Any]]:
+        """This node's containers (of one task), newest first, as the engine lists them: no
+        inspect per container, which would race with removals."""
+        found = self.client().api.containers(all=True, filters={"label": self._labels(task_id)})
+        return sorted(found, key=lambda c: c.get("Created", 0), reverse=True)
 
     # -- engine --------------------------------------------------------------------------------
 
@@ -197,17 +204,44 @@ class DockerDriver:
         return DockerHandle(task.id, container_id, host_ports)
 
     def _start_sync(self, task: Task) -> tuple[str, dict[str, list[HostPort]] | None]:
-        client = self.client()
-        image = self._image(client, task.image)
-        exposed = set((image.attrs.get("Config") or {}).get("ExposedPorts") or {})
+        """Create, start, inspect: the low-level API, three engine calls (the image's own
+        inspect is cached for a few seconds), as few as a direct SDK launch makes."""
+        api = self.client().api
+        try:
+            image = self._image(api, task.image)
+            cid = self._create(api, task, self._create_options(api, task, image))
+        except docker.errors.ImageNotFound:
+            self._images.pop(task.image, None)  # removed since we looked: look (or pull) again
+            image = self._image(api, task.image)
+            cid = self._create(api, task, self._create_options(api, task, image))
+        try:
+            api.start(cid)
+            attrs = api.inspect_container(cid)
+        except docker.errors.APIError:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(cid, force=True)
+            raise
+        return cid, _host_ports(attrs)
+
+    def _create_options(
+        self, api: docker.APIClient, task: Task, image: dict[str, Any]
+    ) -> dict[str, Any]:
+        exposed = set((image.get("Config") or {}).get("ExposedPorts") or {})
         exposed |= {_port_key(p) for p in task.exposed_ports or {}}
         bindings = {_port_key(p): h for p, h in (task.port_bindings or {}).items()}
         exposed |= set(bindings)
-        ports = {
+        # every exposed port is published on host_ip: on the bound host port, or one Docker picks
+        publish = {
             port: (self.host_ip, int(bindings[port])) if bindings.get(port) else (self.host_ip,)
             for port in sorted(exposed)
         }
-        options: dict[str, Any] = {
+        host_config = api.create_host_config(
+            port_bindings=publish,
+            mem_limit=task.memory or None,
+            memswap_limit=task.memory or None,
+            nano_cpus=round(task.cpu * 1e9) if task.cpu else None,
+        )
+        return {
             "image": task.image,
             "command": list(task.cmd) if task.cmd else None,
             "environment": list(task.env or ()),
@@ -217,34 +251,29 @@ class DockerDriver:
                 LABEL_CLUSTER: self.cluster,
                 LABEL_SPEC: msgspec.json.encode(task).decode(),
             },
-            "ports": ports,
-            "detach": True,
+            "ports": [tuple(port.split("/", 1)) for port in sorted(exposed)],
+            "host_config": host_config,
         }
-        if task.memory:
-            options["mem_limit"] = task.memory
-            options["memswap_limit"] = task.memory
-        if task.cpu:
-            options["nano_cpus"] = round(task.cpu * 1e9)
-        container = self._create(client, task, options)
-        try:
-            container.start()
-            container.reload()
-        except docker.errors.APIError:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-            raise
-        return container.id, _host_ports(container.attrs)
 
-    def _image(self, client: docker.DockerClient, ref: str) -> Any:
-        """The local image, or pulled once; a failed pull says which image and why."""
+    def _image(self, api: docker.APIClient, ref: str) -> dict[str, Any]:
+        """The local image's inspect, or pulled once; a failed pull says which image and why."""
+        cached = self._images.get(ref)
+        if cached is not None and time.monotonic() - cached[0] < IMAGE_CACHE_S:
+            return cached[1]
         try:
-            return client.images.get(ref)
+            attrs = api.inspect_image(ref)
         except docker.errors.ImageNotFound:
-            pass
+            attrs = self._pull(api, ref)
+        self._images[ref] = (time.monotonic(), attrs)
+        return attrs
+
+    def _pull(self, api: docker.APIClient, ref: str) -> dict[str, Any]:
         log.info("image %s is not present locally: pulling it", ref)
-        api = docker.APIClient(**self._client_kwargs(), version="auto", timeout=self.pull_timeout)
+        puller = docker.APIClient(
+            **self._client_kwargs(), version=api.api_version, timeout=self.pull_timeout
+        )
         try:
-            api.pull(ref)
+            puller.pull(ref)
         except docker.errors.APIError as exc:
             raise LaunchError(
                 f"image {ref} is not present locally and could not be pulled: "
@@ -256,21 +285,21 @@ class DockerDriver:
                 f" {self.pull_timeout:g} s: {exc}"
             ) from None
         finally:
-            api.close()
+            puller.close()
         try:
-            return client.images.get(ref)
+            return api.inspect_image(ref)
         except docker.errors.ImageNotFound:
             raise LaunchError(
                 f"image {ref} is not present locally and the pull gave no image"
             ) from None
 
-    def _create(self, client: docker.DockerClient, task: Task, options: dict[str, Any]) -> Any:
+    def _create(self, api: docker.APIClient, task: Task, options: dict[str, Any]) -> str:
         """Create with the task's Name; a name already taken gets a suffix, and we say so."""
         name = _NAME_OK.sub("-", task.name).lstrip("-_.") if task.name else ""
         candidates = [name, f"{name}-{task.id[:8]}", f"{name}-{uuid.uuid4().hex[:8]}"]
         for i, candidate in enumerate(candidates if name else [""]):
             try:
-                container = client.containers.create(name=candidate or None, **options)
+                created = api.create_container(name=candidate or None, **options)
             except docker.errors.APIError as exc:
                 if exc.status_code == 409 and i + 1 < len(candidates):
                     continue
@@ -279,7 +308,7 @@ class DockerDriver:
                 log.warning(
                     "task %s: container name %r is taken; using %r", task.id, name, candidate
                 )
-            return container
+            return created["Id"]
         raise AssertionError("unreachable")
 
     # -- exit and stop -------------------------------------------------------------------------
@@ -371,21 +400,17 @@ class DockerDriver:
 
     def _find_sync(self, task_id: str) -> DockerHandle | Exit | None:
         client = self.client()
-        containers = sorted(
-            self._containers(task_id), key=lambda c: c.attrs.get("Created", ""), reverse=True
-        )
-        running = [c for c in containers if c.status in ("running", "restarting", "paused")]
-        if running:
-            c = running[0]
-            c.reload()
-            return DockerHandle(task_id, c.id, _host_ports(c.attrs))
-        if containers:
-            c = containers[0]
-            c.reload()
-            memory = (c.attrs.get("HostConfig") or {}).get("Memory") or 0
-            result = _exit_of(c.attrs.get("State") or {}, memory)
-            self._archive(client, task_id, c.id, result)
-            return result
+        containers = self._containers(task_id)
+        running = [c for c in containers if c["State"] in ("running", "restarting", "paused")]
+        for c in running[:1] or containers[:1]:
+            with contextlib.suppress(docker.errors.NotFound):
+                attrs = client.api.inspect_container(c["Id"])
+                if c in running:
+                    return DockerHandle(task_id, c["Id"], _host_ports(attrs))
+                memory = (attrs.get("HostConfig") or {}).get("Memory") or 0
+                result = _exit_of(attrs.get("State") or {}, memory)
+                self._archive(client, task_id, c["Id"], result)
+                return result
         with contextlib.suppress(FileNotFoundError, msgspec.DecodeError):
             return msgspec.json.decode((self.workdir(task_id) / "exit").read_bytes(), type=Exit)
         return None
@@ -397,7 +422,7 @@ class DockerDriver:
             tasks = []
             for c in self._containers():
                 with contextlib.suppress(KeyError, msgspec.DecodeError):
-                    tasks.append(msgspec.json.decode(c.labels[LABEL_SPEC], type=Task))
+                    tasks.append(msgspec.json.decode(c["Labels"][LABEL_SPEC], type=Task))
             return tasks
 
         try:
@@ -416,9 +441,10 @@ class DockerDriver:
             out = (workdir / "stdout").read_bytes() if (workdir / "stdout").exists() else b""
             err = (workdir / "stderr").read_bytes() if (workdir / "stderr").exists() else b""
             with contextlib.suppress(*_UNREACHABLE, EngineUnavailable, docker.errors.APIError):
+                api = self.client().api
                 for c in self._containers(task_id):
-                    out += c.logs(stdout=True, stderr=False)
-                    err += c.logs(stdout=False, stderr=True)
+                    out += api.logs(c["Id"], stdout=True, stderr=False)
+                    err += api.logs(c["Id"], stdout=False, stderr=True)
             return out, err
 
         return await self._call(read)
