@@ -12,17 +12,19 @@ import msgspec
 
 from orc.events import (
     AnyEvent,
+    NodeDown,
     NodeJoined,
     TaskExited,
     TaskFailed,
+    TaskLost,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.messages import Join, Lost, Place, Reply, Stop, Submit
-from orc.model import State, spec_of
+from orc.messages import Join, NodeSilent, Place, Reply, Stop, Submit
+from orc.model import State, Task, spec_of
 from orc.state import ClusterState
 from orc.transitions import ACTIVE, TERMINAL
 
@@ -76,16 +78,34 @@ def stop(state: ClusterState, cmd: Stop) -> Decision:
 
 def place(state: ClusterState, cmd: Place) -> Decision:
     task = state.tasks.get(cmd.task_id)
-    if task is None or task.state != State.PENDING:
+    if task is None or not (task.state == State.PENDING or restart_after_node_loss(task)):
         return NONE
     if cmd.node:
         if cmd.node not in state.nodes:
             log.warning("scheduler placed task %s on unknown node %s", task.id, cmd.node)
             return NONE
+        if cmd.node in state.down:
+            log.info("not placing task %s on node %s: it is down", task.id, cmd.node)
+            return NONE
         return [TaskScheduled(at=cmd.now, task_id=task.id, node=cmd.node)], None
-    if task.error == cmd.reason:
+    if task.error == cmd.reason or task.state != State.PENDING:
         return NONE
     return [TaskUnplaced(at=cmd.now, task_id=task.id, reason=cmd.reason)], None
+
+
+def _duplicate(state: ClusterState, node: str, worker_seq: int, what: str) -> bool:
+    """An update from a worker's log that was applied already (its seq is not past the last)."""
+    last = state.node_seqs.get(node, 0)
+    if worker_seq and worker_seq <= last:
+        log.info(
+            "ignoring %s from node %s: worker seq %d, and %d was applied already",
+            what,
+            node,
+            worker_seq,
+            last,
+        )
+        return True
+    return False
 
 
 def _placed_here(state: ClusterState, task_id: str, node: str, what: str):
@@ -106,6 +126,8 @@ def _placed_here(state: ClusterState, task_id: str, node: str, what: str):
 
 
 def started(state: ClusterState, event: TaskStarted) -> Decision:
+    if _duplicate(state, event.node, event.worker_seq, "a start"):
+        return NONE
     task = _placed_here(state, event.task_id, event.node, "a start")
     if task is None or task.state != State.SCHEDULED:
         return NONE
@@ -113,6 +135,8 @@ def started(state: ClusterState, event: TaskStarted) -> Decision:
 
 
 def exited(state: ClusterState, event: TaskExited) -> Decision:
+    if _duplicate(state, event.node, event.worker_seq, "an exit"):
+        return NONE
     task = _placed_here(state, event.task_id, event.node, "an exit")
     if task is None or task.state not in ACTIVE:
         return NONE
@@ -121,17 +145,58 @@ def exited(state: ClusterState, event: TaskExited) -> Decision:
     return [event], None
 
 
-def lost(state: ClusterState, cmd: Lost) -> Decision:
-    task = _placed_here(state, cmd.task_id, cmd.node, "a loss")
+def lost(state: ClusterState, event: TaskLost) -> Decision:
+    """A worker has no trace of a task: it failed (or, if a stop was asked for, it is done).
+
+    With a worker seq, the `TaskLost` itself is logged first, so the seq is applied once.
+    """
+    if _duplicate(state, event.node, event.worker_seq, "a loss"):
+        return NONE
+    task = _placed_here(state, event.task_id, event.node, "a loss")
     if task is None or task.state not in ACTIVE:
         return NONE
+    marker: list[AnyEvent] = [event] if event.worker_seq else []
     if task.id in state.stop_requested:
-        return [TaskExited(at=cmd.now, task_id=task.id, node=cmd.node, stopped=True)], None
-    return [TaskFailed(at=cmd.now, task_id=task.id, error=cmd.error)], None
+        return [
+            *marker,
+            TaskExited(at=event.at, task_id=task.id, node=event.node, stopped=True),
+        ], None
+    return [*marker, TaskFailed(at=event.at, task_id=task.id, error=event.error)], None
+
+
+def node_down(state: ClusterState, cmd: NodeSilent) -> Decision:
+    """A node went silent: it is down, and each task placed there failed (or, if a stop was
+    asked for, ended). What happens to a failed task next is its restart policy's business."""
+    if cmd.node not in state.nodes or cmd.node in state.down:
+        return NONE
+    events: list[AnyEvent] = [NodeDown(at=cmd.now, node=cmd.node, reason=cmd.reason)]
+    error = f"node {cmd.node} lost: {cmd.reason}"
+    for task in state.tasks_on(cmd.node):
+        if task.state not in ACTIVE:
+            continue
+        if task.id in state.stop_requested:
+            events.append(TaskExited(at=cmd.now, task_id=task.id, node=cmd.node, stopped=True))
+        else:
+            events.append(TaskFailed(at=cmd.now, task_id=task.id, error=error))
+    return events, None
+
+
+def restart_after_node_loss(task: Task) -> bool:
+    """Until restart policies decide it: a task that failed because its node was lost is
+    placed again (Failed -> Scheduled) when its RestartPolicy is `always` or `on-failure`.
+
+    Kept small and separate so that the restart-policy work (orc/restarts.py) can take it over.
+    """
+    return (
+        task.state == State.FAILED
+        and task.restart_policy in ("always", "on-failure")
+        and task.error.startswith(f"node {task.node} lost:")
+    )
 
 
 def join(state: ClusterState, cmd: Join) -> Decision:
-    if state.nodes.get(cmd.node.name) == cmd.node:
+    """Logged when the node is new, offers something else, or comes back from down."""
+    if state.nodes.get(cmd.node.name) == cmd.node and cmd.node.name not in state.down:
         return NONE
     return [NodeJoined(at=cmd.now, node=cmd.node)], None
 

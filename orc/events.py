@@ -21,7 +21,17 @@ class Event(
 
 
 class NodeJoined(Event, frozen=True):
+    """A node registered (or came back, or changed what it offers): it is up."""
+
     node: NodeInfo
+
+
+class NodeDown(Event, frozen=True):
+    """The manager stopped hearing from a node (no heartbeat for ORC_NODE_TTL): it is down,
+    nothing is placed on it, and its tasks were failed (each by its own `TaskFailed`)."""
+
+    node: str
+    reason: str
 
 
 class TaskSubmitted(Event, frozen=True):
@@ -47,6 +57,9 @@ class TaskStarted(Event, frozen=True):
     node: str
     container_id: str = ""
     host_ports: dict[str, list[HostPort]] | None = None
+    # The record's sequence number in the worker's own log (0: in-process, not numbered); the
+    # manager applies each worker seq once (see `ClusterState.node_seqs`).
+    worker_seq: int = 0
 
 
 class TaskExited(Event, frozen=True):
@@ -60,6 +73,20 @@ class TaskExited(Event, frozen=True):
     exit_code: int | None = None
     error: str = ""
     stopped: bool = False
+    worker_seq: int = 0
+
+
+class TaskLost(Event, frozen=True):
+    """A worker found no trace of a task it was meant to run (say, after its own restart).
+
+    In the manager's log it records that the worker's update was applied; the task's change
+    follows as its own event (`TaskFailed`, or `TaskExited` when a stop was requested).
+    """
+
+    task_id: str
+    node: str
+    error: str
+    worker_seq: int = 0
 
 
 class TaskStopRequested(Event, frozen=True):
@@ -73,6 +100,52 @@ class TaskFailed(Event, frozen=True):
     error: str
 
 
+class TaskRestarting(Event, frozen=True):
+    """The task ended and its restart policy restarts it: it goes back to Scheduled on `node`
+    (where it ran) and waits there until `not_before` (the backoff), when `TaskRestarted` says
+    it runs again.
+
+    It records the end it replaces (`exit_code`, `reason`): a restarted task goes from Running
+    (or, after a launch error, Scheduled) straight back to Scheduled, never through Completed
+    or Failed. `restart_count` is the task's new `RestartCount`; `streak` counts restarts in a
+    row (the backoff doubles along a streak; a long enough run ends it). `delay` is the backoff
+    in seconds, `not_before` = `at` + `delay`: the log holds the deadline, so a manager that
+    restarts keeps it.
+    """
+
+    task_id: str
+    node: str
+    reason: str
+    restart_count: int
+    streak: int
+    delay: float
+    not_before: str
+    exit_code: int | None = None
+
+
+class TaskRestarted(Event, frozen=True):
+    """A restart's backoff is over: the task runs again on `node`, the node it waited on when
+    that node can still run it, another one otherwise."""
+
+    task_id: str
+    node: str
+
+
+class TaskUnhealthy(Event, frozen=True):
+    """`HealthCheck` failed `failures` times in a row on the run that started at `starts_at`.
+
+    With `stop` (its restart policy is not `no`) orc stops the task; its end then counts as a
+    failure with `reason`, and the policy decides whether it runs again. Without, the task keeps
+    running and `Error` says it is unhealthy.
+    """
+
+    task_id: str
+    node: str
+    reason: str
+    failures: int
+    stop: bool
+
+
 class StateDigest(Event, frozen=True):
     """A hash of the manager's state after every event up to `seq`: replay recomputes it, and a
     difference means `apply` no longer does what it did when the log was written."""
@@ -83,6 +156,7 @@ class StateDigest(Event, frozen=True):
 
 AnyEvent = (
     NodeJoined
+    | NodeDown
     | TaskSubmitted
     | TaskUnplaced
     | TaskScheduled
@@ -90,8 +164,16 @@ AnyEvent = (
     | TaskExited
     | TaskStopRequested
     | TaskFailed
+    | TaskLost
+    | TaskRestarting
+    | TaskRestarted
+    | TaskUnhealthy
     | StateDigest
 )
+
+# What a worker reports, in its own log and on its `GET /events` stream.
+WorkerUpdate = TaskStarted | TaskExited | TaskLost
+WORKER_UPDATES = (TaskStarted, TaskExited, TaskLost)
 
 TASK_EVENTS = (
     TaskSubmitted,
@@ -101,4 +183,8 @@ TASK_EVENTS = (
     TaskExited,
     TaskStopRequested,
     TaskFailed,
+    TaskLost,
+    TaskRestarting,
+    TaskRestarted,
+    TaskUnhealthy,
 )

@@ -21,23 +21,28 @@ from orc import decide
 from orc.clock import now
 from orc.events import (
     AnyEvent,
+    NodeDown,
     NodeJoined,
     StateDigest,
     TaskExited,
     TaskFailed,
+    TaskLost,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
 )
 from orc.messages import (
+    AttachProxy,
     GetStats,
     GetTask,
     Join,
+    ListNodes,
     ListTasks,
-    Lost,
     NodesChanged,
+    NodeSilent,
     Place,
+    PlacedOn,
     Reconcile,
     Reply,
     RunTask,
@@ -49,6 +54,7 @@ from orc.messages import (
     TasksPlaced,
 )
 from orc.model import State
+from orc.nodes import node_views
 from orc.snapshots import encode_state, recover, state_digest
 from orc.state import ClusterState, apply
 from orc.transitions import ACTIVE, TERMINAL
@@ -65,8 +71,9 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Place: decide.place,
     TaskStarted: decide.started,
     TaskExited: decide.exited,
-    Lost: decide.lost,
+    TaskLost: decide.lost,
     Join: decide.join,
+    NodeSilent: decide.node_down,
 }
 
 
@@ -105,7 +112,7 @@ class Manager(Actor):
         """
         self.state, base = await recover(self.log)
         self._since_snapshot = self.log.last_seq - base
-        await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
+        await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
         placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
         if placed:
             await self.scheduler.tell(TasksPlaced(placed))
@@ -140,6 +147,12 @@ class Manager(Actor):
                 group, keys = [], set()
                 env.reply(self._read(env.message))
                 continue
+            if isinstance(env.message, NodeSilent):
+                # It touches every task on the node: decided alone, on the latest state.
+                await self._commit(group)
+                await self._commit([env])
+                group, keys = [], set()
+                continue
             key = decide.key_of(env.message)
             if key is not None and key in keys:
                 await self._commit(group)
@@ -173,6 +186,7 @@ class Manager(Actor):
         for env, (_, reply) in zip(group, decisions, strict=True):
             env.reply(reply)
         await self._act(events)
+        await self._placements_refused(group, decisions)
         await self._keep_up(len(events))
 
     async def _keep_up(self, appended: int) -> None:
@@ -216,11 +230,18 @@ class Manager(Actor):
                         await self._tell_node(task.node, StopTask(task_id))
                     elif task.state in TERMINAL:
                         ended.append(task_id)
-                case NodeJoined():
-                    await self.scheduler.tell(NodesChanged(tuple(self.state.nodes.values())))
+                case NodeJoined() | NodeDown():
+                    await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
                     pending = [t for t in self.state.tasks.values() if t.state == State.PENDING]
                     to_schedule.extend(pending)
-                case TaskExited(task_id=task_id) | TaskFailed(task_id=task_id):
+                    if isinstance(event, NodeDown):
+                        await self._tell_node(event.node, event)
+                case TaskFailed(task_id=task_id):
+                    ended.append(task_id)
+                    failed = self.state.tasks[task_id]
+                    if decide.restart_after_node_loss(failed):
+                        to_schedule.append(failed)
+                case TaskExited(task_id=task_id):
                     ended.append(task_id)
         if placed:
             await self.scheduler.tell(TasksPlaced(tuple(placed)))
@@ -228,6 +249,25 @@ class Manager(Actor):
             await self.scheduler.tell(TasksEnded(tuple(ended)))
         if to_schedule:
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
+
+    async def _placements_refused(
+        self, group: list[Envelope], decisions: list[decide.Decision]
+    ) -> None:
+        """A placement refused because its node went down: the scheduler counted it there, so
+        free it and place the task again (on the nodes that are up)."""
+        refused = [
+            env.message.task_id
+            for env, (evs, _) in zip(group, decisions, strict=True)
+            if isinstance(env.message, Place) and env.message.node and not evs
+        ]
+        if not refused:
+            return
+        await self.scheduler.tell(TasksEnded(tuple(refused)))
+        pending = tuple(
+            t for i in refused if (t := self.state.tasks.get(i)) and t.state == State.PENDING
+        )
+        if pending:
+            await self.scheduler.tell(Schedule(pending))
 
     async def _tell_node(self, node: str, message: object) -> None:
         proxy = self.proxies.get(node)
@@ -247,6 +287,14 @@ class Manager(Actor):
                 return list(self.state.tasks.values())
             case GetStats():
                 return self._stats()
+            case ListNodes():
+                return node_views(self.state)
+            case PlacedOn(node):
+                placed = tuple(t for t in self.state.tasks_on(node) if t.state in ACTIVE)
+                return placed, self.state.node_seqs.get(node, 0)
+            case AttachProxy(node, proxy):
+                self.proxies[node] = proxy  # type: ignore[assignment]
+                return None
             case Ping():
                 return None
         raise TypeError(f"manager: unexpected message {message!r}")
@@ -259,6 +307,7 @@ class Manager(Actor):
             "TaskCount": len(self.state.tasks),
             "Tasks": by_state,
             "NodeCount": len(self.state.nodes),
+            "NodesDown": sorted(self.state.down),
             "Nodes": sorted(self.state.nodes),
             "LogSeq": self.log.last_seq,
         }

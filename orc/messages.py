@@ -1,7 +1,7 @@
 """Messages between orc's actors. All are msgspec structs so that the same types can cross
 HTTP between separate manager and worker processes.
 
-Worker -> manager updates are the log's own `TaskStarted` and `TaskExited` events.
+Worker -> manager updates are the log's own `TaskStarted`, `TaskExited` and `TaskLost` events.
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ class Place(msgspec.Struct, frozen=True):
     now: str
 
 
-class Lost(msgspec.Struct, frozen=True):
-    """A worker found no trace of a task it was meant to run."""
+class NodeSilent(msgspec.Struct, frozen=True):
+    """From the node monitor: nothing was heard from `node` for ORC_NODE_TTL."""
 
-    task_id: str
     node: str
-    error: str
+    reason: str
     now: str
 
 
@@ -58,6 +57,24 @@ class ListTasks(msgspec.Struct, frozen=True):
 
 class GetStats(msgspec.Struct, frozen=True):
     pass
+
+
+class ListNodes(msgspec.Struct, frozen=True):
+    """Answered with `orc.nodes.NodeView`s (GET /nodes)."""
+
+
+class PlacedOn(msgspec.Struct, frozen=True):
+    """Answered with the tasks the manager has Scheduled or Running on `node`, and the last
+    worker seq it applied from it: what a proxy needs to (re)connect to its worker."""
+
+    node: str
+
+
+class AttachProxy(msgspec.Struct, frozen=True):
+    """The node's WorkerProxy now exists (separate processes: made when a node registers)."""
+
+    node: str
+    proxy: object
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -110,9 +127,12 @@ class StopTask(msgspec.Struct, frozen=True):
 
 
 class Reconcile(msgspec.Struct, frozen=True):
-    """After a manager start: the tasks the manager believes are placed on this worker."""
+    """After a manager start, or a (re)connection to a worker: the tasks the manager believes
+    are placed on this worker. With `exclusive`, the worker also stops every task it runs
+    that is not in the list (it was failed or placed elsewhere while the worker was away)."""
 
     tasks: tuple[Task, ...]
+    exclusive: bool = False
 
 
 class ListWorkerTasks(msgspec.Struct, frozen=True):
@@ -138,3 +158,51 @@ class Disown(msgspec.Struct, frozen=True):
 
 class Shutdown(msgspec.Struct, frozen=True):
     """Stop every task and report it, before orc exits."""
+
+
+# -- restarts and health checks (orc/restarter.py, orc/health.py) -----------------------------
+
+
+class Arm(msgspec.Struct, frozen=True):
+    """To the Restarter: tell the manager `RestartDue` for `task_id` at `not_before`."""
+
+    task_id: str
+    not_before: str
+
+
+class RestartDue(msgspec.Struct, frozen=True):
+    """From the Restarter: the backoff that ends at `not_before` is over."""
+
+    task_id: str
+    not_before: str
+    now: str
+
+
+class Watch(msgspec.Struct, frozen=True):
+    """To the HealthChecker: GET `url` for the run of `task_id` that started at `starts_at`."""
+
+    task_id: str
+    node: str
+    starts_at: str
+    url: str
+
+
+class Unwatch(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class Unhealthy(msgspec.Struct, frozen=True):
+    """From the HealthChecker: the run that started at `starts_at` failed `failures` checks in a
+    row; `reason` is the last failure."""
+
+    task_id: str
+    node: str
+    starts_at: str
+    failures: int
+    reason: str
+    now: str
+
+
+class Hold(msgspec.Struct, frozen=True):
+    """To the Restarter, as orc shuts down: fire no more restarts (the log keeps them; the next
+    start arms them again)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from actors import Actor, ActorRef
-from orc.events import TaskExited, TaskStarted
-from orc.messages import GetLogs, ListWorkerTasks, Lost, Reconcile, RunTask, Shutdown, StopTask
+from orc.events import WORKER_UPDATES, NodeDown
+from orc.messages import GetLogs, ListWorkerTasks, Reconcile, RunTask, Shutdown, StopTask
 from orc.worker import Ping
 
-_UPDATES = (TaskStarted, TaskExited, Lost)
+_UPDATES = WORKER_UPDATES
 _ORDERS = (RunTask, StopTask, Reconcile, Shutdown, ListWorkerTasks)
 _QUESTIONS = (GetLogs,)
 ASK_TIMEOUT = 10.0
@@ -31,6 +31,6 @@ class LocalWorkerProxy(Actor):
             await self.worker().tell(message)
         elif isinstance(message, _QUESTIONS):
             return await self.worker().ask(message, timeout=ASK_TIMEOUT)
-        elif not isinstance(message, Ping):
+        elif not isinstance(message, Ping | NodeDown):
             raise TypeError(f"worker proxy: unexpected message {message!r}")
         return None

@@ -8,6 +8,7 @@ as the manager would have refused it, so that one bad record does not hide the r
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ import msgspec
 
 from orc.events import (
     AnyEvent,
+    NodeDown,
     NodeJoined,
     TaskExited,
     TaskFailed,
+    TaskLost,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
@@ -41,6 +44,8 @@ EVENT_NAMES: dict[type, str] = {
     TaskStopRequested: "stop",
     TaskFailed: "failed",
     NodeJoined: "node-joined",
+    NodeDown: "node-down",
+    TaskLost: "lost",
 }
 
 
@@ -168,6 +173,8 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             return "stop requested"
         case TaskFailed(error=error):
             return error
+        case NodeDown(reason=reason) | TaskLost(error=reason):
+            return reason
         case NodeJoined(node=node):
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
@@ -223,15 +230,18 @@ def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
     return _Step(row, problem[0] if problem else None)
 
 
-def walk(records: Iterable[Record]) -> tuple[list[_Step], ClusterState]:
-    """Each record's step, and the state they lead to."""
-    state = ClusterState()
+def walk(
+    records: Iterable[Record], base: ClusterState | None = None
+) -> tuple[list[_Step], ClusterState]:
+    """Each record's step, and the state they lead to from `base` (a snapshot's state, when
+    compaction removed the events before the records; it is not changed)."""
+    state = copy.deepcopy(base) if base is not None else ClusterState()
     return [_step(state, seq, event) for seq, event in records], state
 
 
-def timeline(records: Iterable[Record]) -> list[Row]:
+def timeline(records: Iterable[Record], base: ClusterState | None = None) -> list[Row]:
     """Every event as a row, with the state each task moved from and to."""
-    return [s.row for s in walk(records)[0]]
+    return [s.row for s in walk(records, base)[0]]
 
 
 class CheckResult(msgspec.Struct, kw_only=True):
@@ -242,11 +252,11 @@ class CheckResult(msgspec.Struct, kw_only=True):
     violations: list[Violation]
 
 
-def check(records: Sequence[Record]) -> CheckResult:
+def check(records: Sequence[Record], base: ClusterState | None = None) -> CheckResult:
     """Every record that breaks a rule: an illegal transition, an event for an unknown task or
     after a terminal state (other than a restart), a task started or exited on a node it is
     not placed on, a restart count going back. Checking goes on after each one."""
-    steps, state = walk(records)
+    steps, state = walk(records, base)
     violations = [
         Violation(
             seq=step.row.seq,
@@ -267,9 +277,9 @@ def check(records: Sequence[Record]) -> CheckResult:
     )
 
 
-def state_of(records: Iterable[Record]) -> ClusterState:
+def state_of(records: Iterable[Record], base: ClusterState | None = None) -> ClusterState:
     """The state the records lead to, rule-breaking events skipped."""
-    return walk(records)[1]
+    return walk(records, base)[1]
 
 
 def parse_at(text: str) -> int | datetime:
@@ -313,9 +323,10 @@ def until(records: Sequence[Record], at: int | datetime) -> list[Record]:
     return kept
 
 
-def find_task(records: Iterable[Record], wanted: str) -> str:
+def find_task(records: Iterable[Record], wanted: str, base: ClusterState | None = None) -> str:
     """The task ID `wanted` names: an exact ID, or a prefix of exactly one."""
     ids = {task_of(event) for _, event in records} - {None}
+    ids |= set(base.tasks) if base is not None else set()
     if wanted in ids:
         return wanted
     matches = sorted(i for i in ids if i is not None and i.startswith(wanted))
@@ -326,13 +337,13 @@ def find_task(records: Iterable[Record], wanted: str) -> str:
     raise ReplayError(f"no task {wanted!r} in the log ({len(ids)} tasks)")
 
 
-def history(records: Sequence[Record], task_id: str) -> History:
+def history(records: Sequence[Record], task_id: str, base: ClusterState | None = None) -> History:
     """One task's events and the time it spent in each state.
 
     The last state is open-ended: its time is counted to the last event of the log, unless it
     is terminal.
     """
-    steps, state = walk(records)
+    steps, state = walk(records, base)
     if task_id not in state.tasks:
         raise ReplayError(f"no task {task_id!r} in the log")
     rows = [s.row for s in steps if s.row.task == task_id]

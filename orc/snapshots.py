@@ -31,9 +31,13 @@ def decode_state(blob: bytes) -> ClusterState:
 
 def state_digest(state: ClusterState) -> str:
     # Sets have no order of their own: sort them so equal states hash alike.
-    canonical = ClusterState(state.tasks, state.nodes, set())
-    h = hashlib.blake2b(encode_state(canonical), digest_size=16)
+    # Encoded as the three-field state was, so digests in logs written before `node_seqs` and
+    # `down` existed still match; those two count only once they hold something.
+    canonical = {"tasks": state.tasks, "nodes": state.nodes, "stop_requested": []}
+    h = hashlib.blake2b(_encoder.encode(canonical), digest_size=16)
     h.update(_encoder.encode(sorted(state.stop_requested)))
+    if state.node_seqs or state.down:
+        h.update(_encoder.encode([state.node_seqs, state.down]))
     return h.hexdigest()
 
 

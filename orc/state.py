@@ -16,17 +16,23 @@ import msgspec
 
 from orc.events import (
     AnyEvent,
+    NodeDown,
     NodeJoined,
     StateDigest,
     TaskExited,
     TaskFailed,
+    TaskLost,
+    TaskRestarted,
+    TaskRestarting,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
+    TaskUnhealthy,
     TaskUnplaced,
 )
 from orc.model import NodeInfo, State, Task
+from orc.restarts import RestartState, fmt_seconds
 from orc.transitions import IllegalTransition, is_legal
 
 _replace = msgspec.structs.replace
@@ -42,9 +48,31 @@ class ClusterState:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     # Tasks a client asked to stop; they end Completed when their process is gone.
     stop_requested: set[str] = field(default_factory=set)
+    # Per node, the last worker-log sequence number applied: an update at or below it is a
+    # duplicate (a reconnect or a restart replays from here), and is ignored.
+    node_seqs: dict[str, int] = field(default_factory=dict)
+    # Nodes that are down, with the reason (a dict, not a set: ordered as the log made it).
+    down: dict[str, str] = field(default_factory=dict)
+    # Tasks restarted at least once: their streak, and whether they wait out a backoff.
+    restarts: dict[str, RestartState] = field(default_factory=dict)
+    # Running tasks orc is stopping because their health check failed, with the reason.
+    unhealthy: dict[str, str] = field(default_factory=dict)
 
     def tasks_on(self, node: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.node == node]
+
+    def waiting(self, task_id: str) -> bool:
+        """The task is Scheduled but waits out a restart backoff: nothing may run it yet."""
+        r = self.restarts.get(task_id)
+        return r is not None and r.waiting
+
+    def up_nodes(self) -> tuple[NodeInfo, ...]:
+        return tuple(n for n in self.nodes.values() if n.name not in self.down)
+
+
+def _saw(state: ClusterState, node: str, worker_seq: int) -> None:
+    if worker_seq > state.node_seqs.get(node, 0):
+        state.node_seqs[node] = worker_seq
 
 
 def _move(task: Task, dst: State, at: str, **changes: object) -> Task:
@@ -69,6 +97,7 @@ def _scheduled(state: ClusterState, e: TaskScheduled) -> None:
 
 
 def _started(state: ClusterState, e: TaskStarted) -> None:
+    _saw(state, e.node, e.worker_seq)
     task = state.tasks[e.task_id]
     state.tasks[e.task_id] = _move(
         task,
@@ -81,13 +110,19 @@ def _started(state: ClusterState, e: TaskStarted) -> None:
 
 
 def _exited(state: ClusterState, e: TaskExited) -> None:
+    _saw(state, e.node, e.worker_seq)
     task = state.tasks[e.task_id]
+    if state.waiting(e.task_id):
+        # The end of the run that the `TaskRestarting` before it restarts: recorded only.
+        state.tasks[e.task_id] = _replace(task, finished_at=e.at, exit_code=e.exit_code)
+        return
     ok = e.stopped or e.exit_code == 0
     dst = State.COMPLETED if ok else State.FAILED
     state.tasks[e.task_id] = _move(
         task, dst, e.at, finished_at=e.at, exit_code=e.exit_code, error=e.error
     )
     state.stop_requested.discard(e.task_id)
+    state.unhealthy.pop(e.task_id, None)
 
 
 def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
@@ -98,17 +133,77 @@ def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
             task, State.FAILED, e.at, finished_at=e.at, error="stopped before it was placed"
         )
     else:
+        if state.waiting(e.task_id):
+            # Waiting out a restart backoff: nothing runs, so it ends now, for good.
+            state.tasks[e.task_id] = _move(
+                task, State.COMPLETED, e.at, finished_at=e.at, error="stopped while waiting to restart"
+            )
+            del state.restarts[e.task_id]
+            return
         state.stop_requested.add(e.task_id)
 
 
 def _failed(state: ClusterState, e: TaskFailed) -> None:
     task = state.tasks[e.task_id]
+    if state.waiting(e.task_id):
+        return  # the end of a run that a `TaskRestarting` restarts (see `_exited`)
     state.tasks[e.task_id] = _move(task, State.FAILED, e.at, finished_at=e.at, error=e.error)
     state.stop_requested.discard(e.task_id)
+    state.unhealthy.pop(e.task_id, None)
+
+
+def _lost(state: ClusterState, e: TaskLost) -> None:
+    """Records the worker's update; the task's change is the event that follows it."""
+    _saw(state, e.node, e.worker_seq)
+
+
+def _restarting(state: ClusterState, e: TaskRestarting) -> None:
+    task = state.tasks[e.task_id]
+    changes = dict(
+        node=e.node,
+        restart_count=e.restart_count,
+        exit_code=e.exit_code,
+        finished_at=e.at,
+        error=f"{e.reason}; restart {e.restart_count} in {fmt_seconds(e.delay)}",
+    )
+    if task.state == State.SCHEDULED:
+        # It never ran (its launch failed): it stays Scheduled, now waiting out a backoff.
+        state.tasks[e.task_id] = _replace(task, updated_at=e.at, **changes)
+    else:
+        state.tasks[e.task_id] = _move(task, State.SCHEDULED, e.at, **changes)
+    state.restarts[e.task_id] = RestartState(e.streak, e.not_before)
+    state.unhealthy.pop(e.task_id, None)
+
+
+def _restarted(state: ClusterState, e: TaskRestarted) -> None:
+    task = state.tasks[e.task_id]
+    state.tasks[e.task_id] = _replace(
+        task,
+        node=e.node,
+        error="",
+        updated_at=e.at,
+        starts_at=None,
+        container_id="",
+        host_ports=None,
+    )
+    r = state.restarts[e.task_id]
+    state.restarts[e.task_id] = RestartState(r.streak, r.not_before, waiting=False)
+
+
+def _unhealthy(state: ClusterState, e: TaskUnhealthy) -> None:
+    task = state.tasks[e.task_id]
+    state.tasks[e.task_id] = _replace(task, error=e.reason, updated_at=e.at)
+    if e.stop:
+        state.unhealthy[e.task_id] = e.reason
 
 
 def _node_joined(state: ClusterState, e: NodeJoined) -> None:
     state.nodes[e.node.name] = e.node
+    state.down.pop(e.node.name, None)
+
+
+def _node_down(state: ClusterState, e: NodeDown) -> None:
+    state.down[e.node] = e.reason
 
 
 def _digest(state: ClusterState, e: StateDigest) -> None:
@@ -123,7 +218,12 @@ _HANDLERS = {
     TaskExited: _exited,
     TaskStopRequested: _stop_requested,
     TaskFailed: _failed,
+    TaskLost: _lost,
     NodeJoined: _node_joined,
+    NodeDown: _node_down,
+    TaskRestarting: _restarting,
+    TaskRestarted: _restarted,
+    TaskUnhealthy: _unhealthy,
     StateDigest: _digest,
 }
 

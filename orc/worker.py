@@ -17,12 +17,11 @@ import trio
 
 from actors import Actor, ActorRef, Mailbox
 from orc.drivers.base import Exit, LaunchError
-from orc.events import TaskExited, TaskStarted
+from orc.events import TaskExited, TaskLost, TaskStarted
 from orc.messages import (
     Disown,
     GetLogs,
     ListWorkerTasks,
-    Lost,
     Reconcile,
     RunTask,
     Shutdown,
@@ -83,9 +82,11 @@ class Worker(Actor):
                 await self._run(task)
             case StopTask(task_id):
                 return self._stop(task_id)
-            case Reconcile(tasks):
+            case Reconcile(tasks, exclusive):
                 for task in tasks:
                     await self._reconcile(task)
+                if exclusive:
+                    self._stop_others({task.id for task in tasks})
             case ListWorkerTasks():
                 return [e.task for e in self.tasks.values()]
             case GetLogs(task_id, driver):
@@ -242,13 +243,25 @@ class Worker(Actor):
             await self._run(task)
         else:
             await self.updates.tell(
-                Lost(
+                TaskLost(
+                    at=self.now(),
                     task_id=task.id,
                     node=self.node.name,
                     error=f"lost: node {self.node.name} has no trace of the task after a restart",
-                    now=self.now(),
                 )
             )
+
+    def _stop_others(self, wanted: set[str]) -> None:
+        """Stop what runs here but is not placed here any more: while this worker was away the
+        manager failed it or placed it elsewhere, and a task must never run twice."""
+        for entry in list(self.tasks.values()):
+            if entry.task.id not in wanted and not entry.done.is_set():
+                log.warning(
+                    "worker %s: stopping task %s: the manager no longer places it here",
+                    self.node.name,
+                    entry.task.id,
+                )
+                self._stop(entry.task.id)
 
     async def _report_again(self, entry: Entry) -> None:
         task = entry.task

@@ -12,13 +12,14 @@ from orc.events import (
     NodeJoined,
     TaskExited,
     TaskFailed,
+    TaskLost,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.messages import Join, Lost, Place, Stop, Submit
+from orc.messages import Join, Place, Stop, Submit
 from orc.model import NodeInfo, State, Task, TaskEvent, for_wire
 from orc.scheduling import pick_round_robin, select_candidates
 from orc.state import ClusterState, apply, replay
@@ -190,10 +191,10 @@ def test_exit_after_stop_request_is_marked_stopped() -> None:
 
 def test_lost_task_fails_but_a_stopped_one_completes() -> None:
     state = _running_state()
-    [event], _ = decide.lost(state, Lost(ID, "w1", "lost: gone", T1))
+    [event], _ = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone"))
     assert isinstance(event, TaskFailed)
     apply(state, TaskStopRequested(at=T1, task_id=ID))
-    [event], _ = decide.lost(state, Lost(ID, "w1", "lost: gone", T1))
+    [event], _ = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone"))
     assert isinstance(event, TaskExited) and event.stopped
 
 

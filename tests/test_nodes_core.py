@@ -1,0 +1,189 @@
+"""The pure parts of separate manager and worker processes: worker sequence numbers, a node
+going down and coming back, what GET /nodes shows."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import pytest
+
+from orc import decide
+from orc.events import (
+    NodeDown,
+    NodeJoined,
+    TaskExited,
+    TaskFailed,
+    TaskLost,
+    TaskScheduled,
+    TaskStarted,
+    TaskSubmitted,
+)
+from orc.messages import Join, NodeSilent, Place
+from orc.model import NodeInfo, State, Task
+from orc.nodes import node_views
+from orc.snapshots import decode_state, encode_state, state_digest
+from orc.state import ClusterState, apply, replay
+
+T0 = "2026-01-01T00:00:00+00:00"
+T1 = "2026-01-01T00:00:01+00:00"
+A = "00000000-0000-4000-8000-00000000000a"
+B = "00000000-0000-4000-8000-00000000000b"
+W1 = NodeInfo(name="w1", address="127.0.0.1:1", drivers=("process",), cores=4, memory=1 << 30)
+W2 = NodeInfo(name="w2", address="127.0.0.1:2", drivers=("process",), cores=4, memory=1 << 30)
+
+
+def _task(task_id: str, **changes: object) -> Task:
+    base = Task(id=task_id, name="t", cmd=["sleep", "9"], driver="process", created_at=T0)
+    return msgspec.structs.replace(base, **changes)
+
+
+def _cluster(policy: str = "") -> ClusterState:
+    """A on w1 Running (through worker seq 1), B on w1 Scheduled."""
+    return replay(
+        enumerate(
+            [
+                NodeJoined(at=T0, node=W1),
+                NodeJoined(at=T0, node=W2),
+                TaskSubmitted(at=T0, task=_task(A, restart_policy=policy, memory=1000)),
+                TaskSubmitted(at=T0, task=_task(B, cpu=0.5)),
+                TaskScheduled(at=T0, task_id=A, node="w1"),
+                TaskScheduled(at=T0, task_id=B, node="w1"),
+                TaskStarted(at=T0, task_id=A, node="w1", worker_seq=1),
+            ],
+            1,
+        )
+    )
+
+
+def _apply_all(state: ClusterState, decision: decide.Decision) -> list:
+    events, _ = decision
+    for event in events:
+        apply(state, event)
+    return events
+
+
+def test_worker_seq_is_recorded_and_a_repeat_or_a_step_back_is_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = _cluster()
+    assert state.node_seqs == {"w1": 1}
+    start_b = TaskStarted(at=T1, task_id=B, node="w1", worker_seq=2)
+    _apply_all(state, decide.started(state, start_b))
+    assert state.node_seqs == {"w1": 2}
+    before = encode_state(state)
+    caplog.set_level(logging.INFO, "orc.manager")
+    # The same update again (a reconnect), and an older one (a seq going backwards).
+    assert decide.started(state, start_b) == ([], None)
+    exit_a = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=1)
+    assert decide.exited(state, exit_a) == ([], None)
+    assert encode_state(state) == before
+    assert "worker seq 2, and 2 was applied already" in caplog.text
+    assert "worker seq 1, and 2 was applied already" in caplog.text
+    # In one process updates carry no seq (0) and are applied by state alone.
+    _apply_all(state, decide.exited(state, msgspec.structs.replace(exit_a, worker_seq=0)))
+    assert state.tasks[A].state == State.COMPLETED and state.node_seqs == {"w1": 2}
+
+
+def test_update_for_an_unknown_task_is_ignored_with_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = _cluster()
+    before = encode_state(state)
+    caplog.set_level(logging.INFO, "orc.manager")
+    ghost = "00000000-0000-4000-8000-0000000000ff"
+    assert decide.exited(state, TaskExited(at=T1, task_id=ghost, node="w1", worker_seq=5)) == (
+        [],
+        None,
+    )
+    assert decide.started(state, TaskStarted(at=T1, task_id=A, node="w2", worker_seq=1)) == (
+        [],
+        None,
+    )
+    assert encode_state(state) == before
+    assert f"unknown task {ghost} from node w1" in caplog.text
+    assert "it is placed on 'w1'" in caplog.text
+
+
+def test_lost_task_logs_the_worker_update_then_fails() -> None:
+    state = _cluster()
+    lost = TaskLost(at=T1, task_id=A, node="w1", error="lost: no trace", worker_seq=2)
+    marker, failed = _apply_all(state, decide.lost(state, lost))
+    assert marker == lost and isinstance(failed, TaskFailed)
+    assert state.tasks[A].state == State.FAILED and state.node_seqs["w1"] == 2
+    assert decide.lost(state, lost) == ([], None)
+
+
+def test_silent_node_goes_down_and_its_tasks_fail_naming_it() -> None:
+    state = _cluster()
+    reason = "no heartbeat for 10.0 s"
+    events = _apply_all(state, decide.node_down(state, NodeSilent("w1", reason, T1)))
+    assert isinstance(events[0], NodeDown)
+    assert [type(e) for e in events[1:]] == [TaskFailed, TaskFailed]
+    for task_id in (A, B):
+        assert state.tasks[task_id].state == State.FAILED
+        assert state.tasks[task_id].error == f"node w1 lost: {reason}"
+    assert state.down == {"w1": reason}
+    assert [n.name for n in state.up_nodes()] == ["w2"]
+    # Once is enough; an unknown node is no node.
+    assert decide.node_down(state, NodeSilent("w1", reason, T1)) == ([], None)
+    assert decide.node_down(state, NodeSilent("w9", reason, T1)) == ([], None)
+    # Nothing is placed on a down node.
+    pending = _task("00000000-0000-4000-8000-00000000000c")
+    apply(state, TaskSubmitted(at=T1, task=pending))
+    assert decide.place(state, Place(pending.id, "w1", "", T1)) == ([], None)
+    # It comes back with the same NodeInfo: that is a join again.
+    [joined] = _apply_all(state, decide.join(state, Join(W1, T1)))
+    assert isinstance(joined, NodeJoined) and state.down == {}
+    assert decide.join(state, Join(W1, T1)) == ([], None)
+
+
+@pytest.mark.parametrize("policy, again", [("", False), ("no", False), ("always", True)])
+def test_task_of_a_lost_node_is_placed_again_when_its_policy_allows(
+    policy: str, again: bool
+) -> None:
+    state = _cluster(policy)
+    _apply_all(state, decide.node_down(state, NodeSilent("w1", "gone", T1)))
+    assert decide.restart_after_node_loss(state.tasks[A]) is again
+    events = _apply_all(state, decide.place(state, Place(A, "w2", "", T1)))
+    assert bool(events) is again
+    if again:
+        assert state.tasks[A].state == State.SCHEDULED and state.tasks[A].node == "w2"
+        # The old worker's late exit report no longer touches it.
+        late = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=9)
+        assert decide.exited(state, late) == ([], None)
+
+
+def test_a_task_that_failed_by_itself_is_not_placed_again_by_node_loss_logic() -> None:
+    state = _cluster("on-failure")
+    apply(state, TaskExited(at=T1, task_id=A, node="w1", exit_code=1))
+    assert not decide.restart_after_node_loss(state.tasks[A])
+    assert decide.place(state, Place(A, "w2", "", T1)) == ([], None)
+
+
+def test_node_views_and_snapshots_keep_seqs_and_down_nodes() -> None:
+    state = _cluster()
+    _apply_all(state, decide.node_down(state, NodeSilent("w2", "gone", T1)))
+    views = {v.name: v for v in node_views(state)}
+    assert views["w1"].state == "up" and views["w2"].state == "down"
+    assert views["w2"].reason == "gone"
+    assert views["w1"].task_count == 2
+    assert views["w1"].allocated.cpu == 0.5 and views["w1"].allocated.memory == 1000
+    assert views["w2"].task_count == 0
+    wire = msgspec.json.decode(msgspec.json.encode(views["w1"]))
+    assert set(wire) >= {
+        "Name",
+        "Address",
+        "State",
+        "Drivers",
+        "Cores",
+        "Memory",
+        "Disk",
+        "Allocated",
+        "TaskCount",
+        "LastHeartbeat",
+    }
+    copy = decode_state(encode_state(state))
+    assert copy.node_seqs == {"w1": 1} and copy.down == {"w2": "gone"}
+    assert state_digest(copy) == state_digest(state)
+    assert state_digest(copy) != state_digest(_cluster())
