@@ -10,13 +10,16 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from eventlog import CorruptLogError, LogReader, open_readonly
+from eventlog.snapshots import read_snapshot, snapshot_seqs
 from orc import config, replay, replay_render
 from orc.events import AnyEvent
+from orc.snapshots import decode_state
+from orc.state import ClusterState
 
 BAD_INPUT = 2
 
@@ -56,13 +59,19 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         log_dir = find_log(_data_dir(args))
-        reader, records = read(log_dir)
-        status, text = _answer(args, reader, records)
+        log = read(log_dir)
+        status, text = _answer(args, log)
     except BadInput as exc:
         print(f"orc replay: {exc}", file=sys.stderr)
         return BAD_INPUT
-    if reader.torn_tail is not None and not args.json:
-        torn = reader.torn_tail
+    if log.base_seq and not args.json:
+        print(
+            f"orc replay: note: events 1-{log.base_seq} were compacted away; the story starts"
+            f" from the snapshot at seq {log.base_seq}",
+            file=sys.stderr,
+        )
+    if log.reader.torn_tail is not None and not args.json:
+        torn = log.reader.torn_tail
         print(
             f"orc replay: note: {torn.path} ends in an incomplete record at offset {torn.offset}"
             f" ({torn.dropped_bytes} bytes: a crash, or a write in progress); it is left out",
@@ -102,13 +111,27 @@ def find_log(path: Path) -> Path:
     raise BadInput(f"no event log in {path} (neither {path / 'log'} nor {path} holds .seg files)")
 
 
-def read(log_dir: Path) -> tuple[LogReader, list[replay.Record]]:
-    """Every whole record of the log, read-only (blocking)."""
+class Log(NamedTuple):
+    reader: LogReader
+    records: list[replay.Record]
+    base: ClusterState | None  # the state before `records`, from a snapshot
+    base_seq: int  # the snapshot's seq; 0 when the records start at the beginning
+
+
+def read(log_dir: Path) -> Log:
+    """Every whole record of the log, read-only (blocking).
+
+    When compaction removed the first segments, the story starts from the earliest snapshot
+    that covers them (the most history that can still be told).
+    """
     try:
         reader = open_readonly(log_dir, AnyEvent)
         if not reader.segments:
             raise BadInput(f"no event log in {log_dir}")
-        return reader, list(reader.read())
+        if reader.first_seq == 1:
+            return Log(reader, list(reader.read()), None, 0)
+        base_seq, base = _snapshot_from(log_dir, reader.first_seq - 1, reader.last_seq)
+        return Log(reader, list(reader.read(base_seq + 1)), base, base_seq)
     except CorruptLogError as exc:
         reason = " ".join(exc.reason.split())
         if "undecodable" in reason:
@@ -118,51 +141,65 @@ def read(log_dir: Path) -> tuple[LogReader, list[replay.Record]]:
         raise BadInput(f"cannot read {exc.filename or log_dir}: {exc.strerror}") from None
 
 
-def _answer(
-    args: argparse.Namespace, reader: LogReader, records: list[replay.Record]
-) -> tuple[int, str]:
+def _snapshot_from(log_dir: Path, at_least: int, at_most: int) -> tuple[int, ClusterState]:
+    """The earliest intact snapshot in [at_least, at_most], decoded."""
+    for seq in sorted(snapshot_seqs(str(log_dir))):
+        if at_least <= seq <= at_most and (blob := read_snapshot(str(log_dir), seq)):
+            try:
+                return seq, decode_state(blob)
+            except msgspec.DecodeError:
+                continue
+    raise BadInput(
+        f"{log_dir}: the log starts at seq {at_least + 1} (older events were compacted away)"
+        " and no intact snapshot covers them"
+    )
+
+
+def _answer(args: argparse.Namespace, log: Log) -> tuple[int, str]:
     """The exit status and the output text; BadInput for questions the log cannot answer."""
     render = replay_render
+    records, base = log.records, log.base
     try:
         if args.at is not None:
             records = replay.until(records, replay.parse_at(args.at))
-        task_id = replay.find_task(records, args.task) if args.task else None
+        task_id = replay.find_task(records, args.task, base) if args.task else None
         if args.check:
-            result = replay.check(records)
+            result = replay.check(records, base)
             if task_id is not None:  # only that task's broken rules
                 result.violations = [
                     v for v in result.violations if replay.task_of(v.record) == task_id
                 ]
                 result.ok = not result.violations
             status = 0 if result.ok else 1
-            return status, _out(args, reader, render.check_json, render.check_text, result)
+            return status, _out(args, log, render.check_json, render.check_text, result)
         if task_id is not None:
-            h = replay.history(records, task_id)
-            return 0, _out(args, reader, render.history_json, render.history_text, h)
+            h = replay.history(records, task_id, base)
+            return 0, _out(args, log, render.history_json, render.history_text, h)
         if args.at is not None:
-            state = replay.state_of(records)
+            state = replay.state_of(records, base)
             seq, at = records[-1][0], records[-1][1].at
-            return 0, _out(args, reader, render.state_json, render.state_text, state, seq, at)
-        rows = replay.timeline(records)
-        return 0, _out(args, reader, render.timeline_json, render.timeline_text, rows)
+            return 0, _out(args, log, render.state_json, render.state_text, state, seq, at)
+        rows = replay.timeline(records, base)
+        return 0, _out(args, log, render.timeline_json, render.timeline_text, rows)
     except replay.ReplayError as exc:
         raise BadInput(str(exc)) from None
 
 
 def _out(
     args: argparse.Namespace,
-    reader: LogReader,
+    log: Log,
     as_json: Callable[..., dict[str, Any]],
     as_text: Callable[..., str],
     *what: Any,
 ) -> str:
     if not args.json:
         return as_text(*what)
-    torn = reader.torn_tail
+    torn = log.reader.torn_tail
     doc = {
-        "log": reader.directory,
-        "first_seq": reader.first_seq,
-        "last_seq": reader.last_seq,
+        "log": log.reader.directory,
+        "first_seq": log.reader.first_seq,
+        "last_seq": log.reader.last_seq,
+        "snapshot_seq": log.base_seq or None,
         "torn_tail": msgspec.to_builtins(torn) if torn is not None else None,
         **as_json(*what),
     }

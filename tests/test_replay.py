@@ -444,3 +444,33 @@ def test_events_about_no_task_are_not_task_violations(monkeypatch: pytest.Monkey
     row = replay.timeline(records)[0]
     assert (row.event, row.task, row.node, row.violation) == ("node-noted", None, "n", None)
     assert replay.check(records).ok
+
+
+async def test_compacted_log_starts_from_the_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Compaction removed events 1-10; a snapshot at seq 10 stands for them."""
+    from orc.snapshots import encode_state
+
+    events = known_events()
+    directory = tmp_path / "log"
+    async with await EventLog.open(directory, AnyEvent, segment_bytes=100) as log:
+        for i in range(0, len(events), 5):  # one segment per batch
+            await log.append_batch(events[i : i + 5])
+        state = replay.state_of(list(enumerate(events[:10], 1)))
+        await log.save_snapshot(10, encode_state(state))
+        assert await log.compact(11) == 2
+        assert log.first_seq == 11
+    status, out, err = run(capsys, str(tmp_path), "--check")
+    assert status == 0 and out.startswith("OK: 9 events, 4 tasks, 1 nodes"), out
+    assert "events 1-10 were compacted away" in err
+    status, out, _ = run(capsys, str(tmp_path), "--task", FLAKY)
+    assert status == 0
+    assert "Running -> Failed" in out and "Failed -> Scheduled" in out  # from the snapshot
+    doc = json.loads(run(capsys, str(tmp_path), "--json", "--at", "13")[1])
+    assert (doc["first_seq"], doc["snapshot_seq"], len(doc["tasks"])) == (11, 10, 4)
+    assert "before the start of the log" in bad(capsys, str(tmp_path), "--at", "5")
+
+    for snap in directory.glob("*.snap"):
+        snap.unlink()
+    assert "compacted away) and no intact snapshot covers them" in bad(capsys, str(tmp_path))
