@@ -18,9 +18,11 @@ import msgspec
 
 from orc.events import (
     AnyEvent,
+    NodeDown,
     NodeJoined,
     TaskExited,
     TaskFailed,
+    TaskLost,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
@@ -42,6 +44,8 @@ EVENT_NAMES: dict[type, str] = {
     TaskStopRequested: "stop",
     TaskFailed: "failed",
     NodeJoined: "node-joined",
+    NodeDown: "node-down",
+    TaskLost: "lost",
 }
 
 
@@ -169,6 +173,8 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             return "stop requested"
         case TaskFailed(error=error):
             return error
+        case NodeDown(reason=reason) | TaskLost(error=reason):
+            return reason
         case NodeJoined(node=node):
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
