@@ -17,7 +17,7 @@ import trio
 
 from actors import Actor, ActorRef, Envelope, Mailbox
 from eventlog import EventLog, LogWriteError
-from orc import decide
+from orc import decide, restarting
 from orc.clock import now
 from orc.events import (
     AnyEvent,
@@ -27,12 +27,17 @@ from orc.events import (
     TaskExited,
     TaskFailed,
     TaskLost,
+    TaskRestarted,
+    TaskRestarting,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
+    TaskUnhealthy,
 )
+from orc.health import health_url
 from orc.messages import (
+    Arm,
     AttachProxy,
     GetStats,
     GetTask,
@@ -45,6 +50,7 @@ from orc.messages import (
     PlacedOn,
     Reconcile,
     Reply,
+    RestartDue,
     RunTask,
     Schedule,
     Stop,
@@ -52,9 +58,13 @@ from orc.messages import (
     Submit,
     TasksEnded,
     TasksPlaced,
+    Unhealthy,
+    Unwatch,
+    Watch,
 )
 from orc.model import State
 from orc.nodes import node_views
+from orc.restarts import RestartSettings
 from orc.snapshots import encode_state, recover, state_digest
 from orc.state import ClusterState, apply
 from orc.transitions import ACTIVE, TERMINAL
@@ -94,12 +104,24 @@ class Manager(Actor):
         scheduler: ActorRef,
         proxies: dict[str, ActorRef],
         upkeep: Upkeep | None = None,
+        restarts: RestartSettings | None = None,
+        restarter: ActorRef | None = None,
+        health: ActorRef | None = None,
     ) -> None:
         self.log = log
         self.state = ClusterState()
         self.scheduler = scheduler
         self.proxies = proxies
         self.upkeep = upkeep or Upkeep()
+        # restart policies (orc/restarting.py): timers in `restarter`, checks in `health`
+        self.restarts = restarts or RestartSettings()
+        self.restarter = restarter
+        self.health = health
+        self._deciders: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
+            **_DECIDERS,
+            RestartDue: lambda s, m: restarting.restart_due(s, m, self.restarts),
+            Unhealthy: lambda s, m: restarting.unhealthy(s, m, self.restarts),
+        }
         self._retry: list[Envelope] = []
         self._since_digest = 0
         self._since_snapshot = 0
@@ -120,9 +142,14 @@ class Manager(Actor):
         if pending:
             await self.scheduler.tell(Schedule(pending))
         for name, proxy in self.proxies.items():
-            placed = tuple(t for t in self.state.tasks_on(name) if t.state in ACTIVE)
+            placed = tuple(
+                t
+                for t in self.state.tasks_on(name)
+                if t.state in ACTIVE and not self.state.waiting(t.id)
+            )
             if placed:
                 await proxy.tell(Reconcile(placed))
+        await self._resume_restarts()
 
     async def run(self, mailbox: Mailbox) -> None:
         await self.started()
@@ -142,7 +169,7 @@ class Manager(Actor):
         group: list[Envelope] = []
         keys: set[str] = set()
         for env in batch:
-            if type(env.message) not in _DECIDERS:
+            if type(env.message) not in self._deciders:
                 await self._commit(group)
                 group, keys = [], set()
                 env.reply(self._read(env.message))
@@ -166,7 +193,7 @@ class Manager(Actor):
         """Decide, log durably, apply, then reply and act, for commands on distinct tasks."""
         if not group:
             return
-        decisions = [_DECIDERS[type(env.message)](self.state, env.message) for env in group]
+        decisions = [self._decide(env.message) for env in group]
         events = [event for evs, _ in decisions for event in evs]
         if events:
             try:
@@ -243,12 +270,64 @@ class Manager(Actor):
                         to_schedule.append(failed)
                 case TaskExited(task_id=task_id):
                     ended.append(task_id)
+        # a run that ended in a restart is still placed: it waits for its backoff there
+        ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]
         if placed:
             await self.scheduler.tell(TasksPlaced(tuple(placed)))
         if ended:
             await self.scheduler.tell(TasksEnded(tuple(ended)))
         if to_schedule:
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
+        await self._act_restarts(events)
+
+    # -- restarts and health checks (orc/restarting.py) -----------------------------------------
+
+    def _decide(self, message: object) -> decide.Decision:
+        events, reply = self._deciders[type(message)](self.state, message)
+        return restarting.review(self.state, events, self.restarts), reply
+
+    async def _resume_restarts(self) -> None:
+        """After a start: arm the backoffs the log has pending, and check what runs."""
+        for task_id, r in self.state.restarts.items():
+            if r.waiting and self.restarter is not None:
+                await self.restarter.tell(Arm(task_id, r.not_before))
+        for task in self.state.tasks.values():
+            if task.state == State.RUNNING:
+                await self._watch(task.id)
+
+    async def _watch(self, task_id: str) -> None:
+        task = self.state.tasks[task_id]
+        url = health_url(task, self.state.nodes.get(task.node))
+        if url is not None and self.health is not None and task.starts_at:
+            await self.health.tell(Watch(task.id, task.node, task.starts_at, url))
+
+    async def _act_restarts(self, events: list[AnyEvent]) -> None:
+        for event in events:
+            match event:
+                case TaskStarted(task_id=task_id):
+                    await self._watch(task_id)
+                case TaskRestarting(task_id=task_id, not_before=not_before):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                    if self.restarter is not None:
+                        await self.restarter.tell(Arm(task_id, not_before))
+                case TaskRestarted(task_id=task_id, node=node):
+                    task = self.state.tasks[task_id]
+                    await self.scheduler.tell(TasksPlaced((task,)))
+                    await self._tell_node(node, RunTask(task))
+                case TaskUnhealthy(task_id=task_id, node=node, stop=stop):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                    if stop:
+                        await self._tell_node(node, StopTask(task_id))
+                case TaskExited(task_id=task_id) | TaskFailed(task_id=task_id):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                case NodeJoined() | NodeDown():
+                    # a restart that found no node may find one now
+                    for task_id, r in self.state.restarts.items():
+                        if r.waiting and self.restarter is not None:
+                            await self.restarter.tell(Arm(task_id, r.not_before))
 
     async def _placements_refused(
         self, group: list[Envelope], decisions: list[decide.Decision]

@@ -38,6 +38,8 @@ def state_digest(state: ClusterState) -> str:
     h.update(_encoder.encode(sorted(state.stop_requested)))
     if state.node_seqs or state.down:
         h.update(_encoder.encode([state.node_seqs, state.down]))
+    if state.restarts or state.unhealthy:
+        h.update(_encoder.encode([state.restarts, state.unhealthy]))
     return h.hexdigest()
 
 

@@ -135,8 +135,9 @@ def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
     else:
         if state.waiting(e.task_id):
             # Waiting out a restart backoff: nothing runs, so it ends now, for good.
+            error = "stopped while waiting to restart"
             state.tasks[e.task_id] = _move(
-                task, State.COMPLETED, e.at, finished_at=e.at, error="stopped while waiting to restart"
+                task, State.COMPLETED, e.at, finished_at=e.at, error=error
             )
             del state.restarts[e.task_id]
             return
