@@ -20,6 +20,7 @@ from orc.events import (
     AnyEvent,
     NodeDown,
     NodeJoined,
+    StateDigest,
     TaskExited,
     TaskFailed,
     TaskLost,
@@ -30,6 +31,7 @@ from orc.events import (
     TaskUnplaced,
 )
 from orc.model import State, Task
+from orc.snapshots import state_digest
 from orc.state import ClusterState, apply
 from orc.transitions import TERMINAL, IllegalTransition
 
@@ -195,12 +197,29 @@ def _node_of(event: AnyEvent, before: Task | None, after: Task | None) -> str:
     return task.node if task is not None else ""
 
 
+def _digest_problem(state: ClusterState, seq: int, event: StateDigest) -> tuple[str, str] | None:
+    """A recorded digest that the replayed state does not match: `apply` has changed since the
+    log was written (or the log was edited), so replay no longer tells what really happened."""
+    if event.seq != seq - 1:
+        return "digest-seq", f"digest claims to cover up to seq {event.seq}, recorded at {seq}"
+    actual = state_digest(state)
+    if actual == event.digest:
+        return None
+    return (
+        "digest-mismatch",
+        f"replayed state digest {actual} differs from {event.digest} recorded at seq {seq}:"
+        " apply no longer rebuilds the state the manager had",
+    )
+
+
 def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
     """Apply one event to `state` unless it breaks the rules; say what it did either way."""
     name = event_name(event)
     task_id = task_of(event)
     before = state.tasks.get(task_id) if task_id is not None else None
     problem = None if task_id is None else _problem(state, before, event)
+    if isinstance(event, StateDigest):
+        problem = _digest_problem(state, seq, event)
     dst: str | None = None
     if problem is None:
         try:
@@ -268,12 +287,36 @@ def check(records: Sequence[Record], base: ClusterState | None = None) -> CheckR
         for step, (_, event) in zip(steps, records, strict=True)
         if step.kind is not None
     ]
+    _locate_divergence(records, violations)
     return CheckResult(
         ok=not violations,
         events=len(records),
         tasks=len(state.tasks),
         nodes=len(state.nodes),
         violations=violations,
+    )
+
+
+def _locate_divergence(records: Sequence[Record], violations: list[Violation]) -> None:
+    """Name the events between the last digest that matched and the first that did not:
+    the divergence is among them (Temporal reports non-determinism the same way)."""
+    first = next((v for v in violations if v.kind == "digest-mismatch"), None)
+    if first is None:
+        return
+    bad = {v.seq for v in violations if v.kind == "digest-mismatch"}
+    last_good = max(
+        (
+            seq
+            for seq, e in records
+            if isinstance(e, StateDigest) and seq < first.seq and seq not in bad
+        ),
+        default=0,
+    )
+    window = [(seq, e) for seq, e in records if last_good < seq < first.seq]
+    names = ", ".join(f"{seq} {event_name(e)}" for seq, e in window[:12])
+    more = f" and {len(window) - 12} more" if len(window) > 12 else ""
+    first.message += (
+        f"; first divergence: between seq {last_good + 1} and {first.seq - 1} ({names}{more})"
     )
 
 
