@@ -29,6 +29,13 @@ DEFAULTS: dict[str, str] = {
     "ORC_DIGEST_EVERY": "10000",
     "ORC_SNAPSHOT_EVERY": "100000",
     "ORC_RETAIN_EVENTS": "100000",
+    "ORC_RESTART_MAX": "3",
+    "ORC_RESTART_BACKOFF": "1",
+    "ORC_RESTART_BACKOFF_MAX": "300",
+    "ORC_RESTART_RESET": "600",
+    "ORC_HEALTH_INTERVAL": "10",
+    "ORC_HEALTH_TIMEOUT": "2",
+    "ORC_HEALTH_FAILURES": "3",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -57,6 +64,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     digest_every: int = 10_000
     snapshot_every: int = 100_000
     retain_events: int = 100_000
+    # restart policies (docs/restarts.md): restarts in a row at most, the first backoff and its
+    # cap in seconds, and how long a run must last to end a streak (seconds)
+    restart_max: int = 3
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 300.0
+    restart_reset: float = 600.0
+    # health checks: seconds between checks, seconds a check may take, failures in a row that
+    # make a task unhealthy
+    health_interval: float = 10.0
+    health_timeout: float = 2.0
+    health_failures: int = 3
 
 
 class ConfigError(ValueError):
@@ -120,4 +138,27 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         digest_every=int(number("ORC_DIGEST_EVERY", int)),
         snapshot_every=int(number("ORC_SNAPSHOT_EVERY", int)),
         retain_events=int(number("ORC_RETAIN_EVENTS", int)),
+        restart_max=_at_least("ORC_RESTART_MAX", int(number("ORC_RESTART_MAX", int)), 0),
+        restart_backoff=_at_least("ORC_RESTART_BACKOFF", number("ORC_RESTART_BACKOFF", float), 0),
+        restart_backoff_max=_at_least(
+            "ORC_RESTART_BACKOFF_MAX", number("ORC_RESTART_BACKOFF_MAX", float), 0
+        ),
+        restart_reset=_at_least("ORC_RESTART_RESET", number("ORC_RESTART_RESET", float), 0),
+        health_interval=_more_than_0("ORC_HEALTH_INTERVAL", number("ORC_HEALTH_INTERVAL", float)),
+        health_timeout=_more_than_0("ORC_HEALTH_TIMEOUT", number("ORC_HEALTH_TIMEOUT", float)),
+        health_failures=_at_least(
+            "ORC_HEALTH_FAILURES", int(number("ORC_HEALTH_FAILURES", int)), 1
+        ),
     )
+
+
+def _at_least(key: str, value: float, least: float) -> float:
+    if value < least:
+        raise ConfigError(f"setting {key}={value:g} must be at least {least:g}")
+    return value
+
+
+def _more_than_0(key: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"setting {key}={value:g} must be more than 0")
+    return value

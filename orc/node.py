@@ -24,14 +24,17 @@ from orc.config import Settings
 from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
+from orc.health import HealthChecker
 from orc.http.common import serve_app
 from orc.http.events_api import add_event_stream
 from orc.http.manager_api import manager_app
 from orc.http.worker_api import worker_app
 from orc.manager import Manager, Upkeep
-from orc.messages import Disown, Join, ListTasks, ListWorkerTasks, Shutdown
+from orc.messages import Disown, Hold, Join, ListTasks, ListWorkerTasks, Shutdown
 from orc.model import NodeInfo
 from orc.proxy import LocalWorkerProxy
+from orc.restarter import Restarter
+from orc.restarts import RestartSettings
 from orc.scheduler import Scheduler
 from orc.stats import capacity
 from orc.worker import Ping, Worker
@@ -58,6 +61,8 @@ class Cluster:
     manager: ActorRef
     scheduler: ActorRef
     workers: list[WorkerNode] = field(default_factory=list)
+    restarter: ActorRef | None = None
+    health: ActorRef | None = None
 
 
 def cluster_id(data_dir: Path) -> str:
@@ -85,6 +90,16 @@ def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) 
     )
 
 
+def restart_settings(settings: Settings) -> RestartSettings:
+    return RestartSettings(
+        max_restarts=settings.restart_max,
+        backoff=settings.restart_backoff,
+        backoff_max=settings.restart_backoff_max,
+        reset_after=settings.restart_reset,
+        placement=settings.scheduler,
+    )
+
+
 def build(
     settings: Settings, sup: Supervisor, event_log: EventLog, docker_up: bool = False
 ) -> Cluster:
@@ -92,17 +107,39 @@ def build(
     refs: dict[str, ActorRef] = {}
     proxies: dict[str, ActorRef] = {}
     upkeep = Upkeep(settings.digest_every, settings.snapshot_every, settings.retain_events)
+    restarts = restart_settings(settings)
     manager = sup.add(
         "manager",
-        lambda: Manager(event_log, refs["scheduler"], proxies, upkeep),
+        lambda: Manager(
+            event_log,
+            refs["scheduler"],
+            proxies,
+            upkeep,
+            restarts=restarts,
+            restarter=refs["restarter"],
+            health=refs["health"],
+        ),
         mailbox_size=MAILBOX,
+    )
+    refs["restarter"] = sup.add("restarter", lambda: Restarter(lambda: manager, now))
+    refs["health"] = sup.add(
+        "health",
+        lambda: HealthChecker(
+            lambda: manager,
+            now,
+            settings.health_interval,
+            settings.health_timeout,
+            settings.health_failures,
+        ),
     )
     refs["scheduler"] = sup.add(
         "scheduler",
         lambda: Scheduler(lambda: manager, now, settings.scheduler),
         mailbox_size=MAILBOX,
     )
-    cluster = Cluster(event_log, manager, refs["scheduler"])
+    cluster = Cluster(
+        event_log, manager, refs["scheduler"], restarter=refs["restarter"], health=refs["health"]
+    )
     cores, memory, disk = capacity(settings.data_dir)
     docker_limiter = trio.CapacityLimiter(8)
     for i in range(settings.worker_count):
@@ -248,6 +285,9 @@ async def _report_strays(cluster: Cluster) -> None:
 async def _drain(cluster: Cluster, settings: Settings) -> None:
     """Stop every task and make sure its last state is in the log before it closes."""
     timeout = settings.stop_grace + 10
+    if cluster.restarter is not None:
+        # restarts still waiting stay in the log and are armed again at the next start
+        await _ask_quietly(cluster.restarter, Hold(), timeout)
     async with trio.open_nursery() as nursery:
         for node in cluster.workers:
             nursery.start_soon(_ask_quietly, node.worker, Shutdown(), timeout)
