@@ -10,7 +10,8 @@ nodes joined, written with `append_batch`. Measured, each keeping its best of --
   and the manager do; beside it, the read+decode rate alone, to show where the time goes.
 - startup_1m_full_s: the manager's state load, `EventLog.open` (checks every segment) plus
   `orc.state.load_state`.
-- startup_1m_snapshot_s: null until snapshots exist.
+- startup_1m_snapshot_s: the same from a snapshot written 10,000 events before the end, as
+  the manager starts (`orc.snapshots.recover`: newest snapshot, then the events after it).
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from orc.events import (  # noqa: E402
     TaskSubmitted,
 )
 from orc.model import NodeInfo, Task  # noqa: E402
-from orc.state import ClusterState, apply, load_state  # noqa: E402
+from orc.snapshots import encode_state, recover  # noqa: E402
+from orc.state import ClusterState, load_state, replay  # noqa: E402
 
 NODES = 8
 BATCH = 10_000
+SNAPSHOT_TAIL = 10_000  # events after the snapshot, replayed at start-up
 GOAL_REPLAY_PER_S = 1_000_000
 GOAL_STARTUP_SNAPSHOT_S = 1.0
 
@@ -130,12 +133,8 @@ async def write(directory: Path, events: list[AnyEvent]) -> None:
 
 
 def replay_all(directory: Path) -> int:
-    state = ClusterState()
-    n = 0
-    for _, event in open_readonly(directory, AnyEvent).read():
-        apply(state, event)
-        n += 1
-    return n
+    state = replay(open_readonly(directory, AnyEvent).read())
+    return sum(1 for _ in state.tasks)
 
 
 def read_only(directory: Path) -> int:
@@ -152,6 +151,28 @@ def startup_full(directory: Path) -> ClusterState:
             return await trio.to_thread.run_sync(load_state, log)
         finally:
             await log.aclose()
+
+    return trio.run(load)
+
+
+def add_snapshot(directory: Path, tail: int) -> int:
+    """A snapshot `tail` events before the end, as the manager would have written it."""
+
+    async def write_snapshot() -> int:
+        async with await EventLog.open(directory, AnyEvent) as log:
+            seq = log.last_seq - tail
+            state = replay(r for r in log.read(1) if r[0] <= seq)
+            await log.save_snapshot(seq, encode_state(state))
+            return seq
+
+    return trio.run(write_snapshot)
+
+
+def startup_from_snapshot(directory: Path) -> ClusterState:
+    async def load() -> ClusterState:
+        async with await EventLog.open(directory, AnyEvent) as log:
+            state, _ = await recover(log)
+            return state
 
     return trio.run(load)
 
@@ -175,15 +196,18 @@ def measure(work: Path, tasks: int, repeat: int) -> dict[str, Any]:
     replay_s, replayed = best(repeat, lambda: replay_all(directory))
     read_s, _ = best(repeat, lambda: read_only(directory))
     startup_s, state = best(repeat, lambda: startup_full(directory))
-    assert replayed == n and len(state.tasks) == tasks
+    assert replayed == tasks and len(state.tasks) == tasks
+    snapshot_seq = add_snapshot(directory, SNAPSHOT_TAIL)
+    snap_s, snap_state = best(repeat, lambda: startup_from_snapshot(directory))
+    assert snap_state == state
     return {
         "events": n,
         "log_mib": round(log_bytes / 2**20, 1),
         "replay_per_s": round(n / replay_s),
         "read_decode_per_s": round(n / read_s),
         "startup_1m_full_s": round(startup_s, 3),
-        "startup_1m_snapshot_s": None,
-        "startup_1m_snapshot_note": "snapshots are not built yet (issue 5, item 4)",
+        "startup_1m_snapshot_s": round(snap_s, 3),
+        "snapshot_seq": snapshot_seq,
     }
 
 
@@ -193,7 +217,8 @@ def table(r: dict[str, Any]) -> str:
          f">= {GOAL_REPLAY_PER_S:,}", r["replay_per_s"] / GOAL_REPLAY_PER_S),
         ("  of which read and decode alone (events/s)", f"{r['read_decode_per_s']:,}", "", None),
         ("start-up, full replay (s)", f"{r['startup_1m_full_s']:.2f}", "", None),
-        ("start-up, from a snapshot (s)", "n/a", f"<= {GOAL_STARTUP_SNAPSHOT_S:g}", None),
+        ("start-up, from a snapshot (s)", f"{r['startup_1m_snapshot_s']:.2f}",
+         f"<= {GOAL_STARTUP_SNAPSHOT_S:g}", None),
     ]  # fmt: skip
     width = max(len(name) for name, *_ in rows)
     lines = [
@@ -203,7 +228,10 @@ def table(r: dict[str, Any]) -> str:
     for name, value, goal, ratio in rows:
         tail = f"{ratio:.2f}x" if ratio is not None else ""
         lines.append(f"{name:{width}}  {value:>12}  {goal:>12}  {tail}".rstrip())
-    lines.append(f"startup_1m_snapshot_s: null ({r['startup_1m_snapshot_note']})")
+    lines.append(
+        f"(the snapshot stands for seq 1..{r['snapshot_seq']:,};"
+        f" start-up replays the {SNAPSHOT_TAIL:,} events after it)"
+    )
     return "\n".join(lines)
 
 

@@ -13,7 +13,13 @@ from orc.model import HostPort, NodeInfo, Task, wire_name
 
 
 class Event(
-    msgspec.Struct, tag=True, tag_field="Type", rename=wire_name, frozen=True, kw_only=True
+    msgspec.Struct,
+    tag=True,
+    tag_field="Type",
+    rename=wire_name,
+    frozen=True,
+    kw_only=True,
+    gc=False,  # plain data, never in a cycle: see Task
 ):
     """Keys are PascalCase and `Type` names the event, in the log as on the wire."""
 

@@ -8,14 +8,12 @@ the same events yields the same bytes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 
 import msgspec
 import trio
 
 from eventlog import EventLog
-from orc.events import AnyEvent
-from orc.state import ClusterState, apply
+from orc.state import ClusterState, replay
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClusterState)
@@ -43,12 +41,6 @@ def state_digest(state: ClusterState) -> str:
     return h.hexdigest()
 
 
-def apply_all(state: ClusterState, records: Iterable[tuple[int, AnyEvent]]) -> ClusterState:
-    for _, event in records:
-        apply(state, event)
-    return state
-
-
 async def recover(log: EventLog) -> tuple[ClusterState, int]:
     """The state recorded in `log`: the newest snapshot plus the events after it.
 
@@ -56,5 +48,5 @@ async def recover(log: EventLog) -> tuple[ClusterState, int]:
     """
     found = await log.load_snapshot()
     state, base = (decode_state(found[1]), found[0]) if found else (ClusterState(), 0)
-    state = await trio.to_thread.run_sync(apply_all, state, log.read(base + 1))
+    state = await trio.to_thread.run_sync(replay, log.read(base + 1), state)
     return state, base

@@ -16,8 +16,11 @@ TERMINAL = frozenset({State.COMPLETED, State.FAILED})
 ACTIVE = frozenset({State.SCHEDULED, State.RUNNING})
 
 
+_PAIRS = frozenset((src, dst) for src, dsts in LEGAL.items() for dst in dsts)
+
+
 def is_legal(src: State, dst: State) -> bool:
-    return dst in LEGAL[src]
+    return (src, dst) in _PAIRS
 
 
 class IllegalTransition(Exception):
