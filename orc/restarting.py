@@ -78,6 +78,9 @@ def review(
         if isinstance(restart, str):  # not restarted: say why, when the policy would have
             if restart:
                 event = msgspec.structs.replace(event, error=f"{reason}; {restart}")
+            if killed and isinstance(event, TaskExited):
+                # it may well have exited 0 on orc's SIGTERM: it failed all the same
+                event = TaskFailed(at=event.at, task_id=task.id, error=event.error)
         else:
             out.append(restart)
         out.append(event)

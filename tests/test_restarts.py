@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 import trio
@@ -39,6 +40,9 @@ from orc.restarting import restart_due, review, unhealthy
 from orc.restarts import RestartSettings, backoff, later, plan, should_restart, streak_after
 from orc.state import ClusterState, apply
 from tests.conftest import make_settings, wait_for_state
+from tests.test_docker import docker_cluster
+from tests.test_docker import engine as engine  # fixtures, shared with tests/test_docker.py
+from tests.test_docker import test_images as test_images
 
 T0 = "2026-01-01T00:00:00+00:00"
 FAST = RestartSettings(max_restarts=3, backoff=1.0, backoff_max=300.0, reset_after=600.0)
@@ -291,7 +295,7 @@ async def test_health_checks_at_intervals_with_timeouts(autojump_clock: trio.abc
         for name in answers:
             await ref.tell(Watch(name, "w1", T0, f"http://h:1/{name}"))
         await ref.tell(Watch("ok", "w1", T0, "http://h:1/ok"))  # the same run: no second loop
-        await trio.sleep(100)
+        await trio.sleep(95)
         verdicts = {m.task_id: (round(t - start), m) for t, m in inbox.got}  # type: ignore[attr-defined]
         assert set(verdicts) == {"bad", "slow"}
         at, bad = verdicts["bad"]
@@ -299,7 +303,7 @@ async def test_health_checks_at_intervals_with_timeouts(autojump_clock: trio.abc
         at, slow = verdicts["slow"]
         assert at == 36 and "no answer within 2s" in slow.reason  # 3 x (10 s + 2 s timeout)
         assert [round(t - start) for t in answers["bad"]] == [10, 20, 30]  # then it stops
-        assert len(answers["ok"]) == 10  # every 10 s, still healthy
+        assert len(answers["ok"]) == 9  # every 10 s, still healthy
         nursery.cancel_scope.cancel()
 
 
@@ -430,3 +434,33 @@ async def test_backoff_holds_across_a_manager_restart(tmp_path: Path) -> None:
     # restarted after the remaining backoff, neither at once nor never
     assert _t(resumed.at) >= _t(restarting.not_before) - 0.01
     assert _t(resumed.at) - _t(restarting.not_before) < 1.5
+
+
+# -- a health-checked container (skipped without a Docker engine, as tests/test_docker.py) --------
+
+
+async def test_health_checked_container(
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    test_images: dict[str, str],
+) -> None:
+    env = {
+        "ORC_HEALTH_INTERVAL": "0.2",
+        "ORC_HEALTH_TIMEOUT": "1",
+        "ORC_HEALTH_FAILURES": "2",
+        "ORC_RESTART_MAX": "2",
+        "ORC_RESTART_BACKOFF": "0.1",
+    }
+    async with docker_cluster(tmp_path / "data", engine, **env) as c:
+        spec = {"Image": test_images["http"], "RestartPolicy": "on-failure"}
+        healthy = await c.submit(Name="healthy", HealthCheck="/health", **spec)
+        failing = await c.submit(Name="failing", HealthCheck="/healthfail", **spec)
+        task = await wait_for_state(c.manager, failing, State.FAILED, timeout=30)
+        assert task["RestartCount"] == 2
+        assert task["Error"].startswith("unhealthy: 2 health checks failed in a row")
+        assert "HTTP 500" in task["Error"] and "not restarted: 2 restarts in a row" in task["Error"]
+        ok = (await c.manager.get(f"/tasks/{healthy}")).json()
+        assert ok["State"] == State.RUNNING and ok["RestartCount"] == 0 and ok["Error"] == ""
+        history = events_of(c.settings.data_dir, failing)
+        assert sum(isinstance(e, TaskUnhealthy) for e in history) == 3
+        assert sum(isinstance(e, TaskRestarting) for e in history) == 2
