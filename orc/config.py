@@ -36,6 +36,10 @@ DEFAULTS: dict[str, str] = {
     "ORC_HEALTH_INTERVAL": "10",
     "ORC_HEALTH_TIMEOUT": "2",
     "ORC_HEALTH_FAILURES": "3",
+    "ORC_NODE_TTL": "10",
+    "ORC_WORKERS": "",
+    "ORC_TOKEN": "",
+    "ORC_WORKER_NAME": "",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -75,6 +79,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     health_interval: float = 10.0
     health_timeout: float = 2.0
     health_failures: int = 3
+    # separate processes (`orc manager`, `orc worker`): seconds of silence before a node is
+    # down, a static worker list ("host:port,..."), the bearer token every request must carry
+    # ("" = none), this worker's name ("" = worker-<port>)
+    node_ttl: float = 10.0
+    workers: tuple[str, ...] = ()
+    token: str = ""
+    worker_name: str = ""
 
 
 class ConfigError(ValueError):
@@ -149,7 +160,27 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         health_failures=_at_least(
             "ORC_HEALTH_FAILURES", int(number("ORC_HEALTH_FAILURES", int)), 1
         ),
+        node_ttl=_positive("ORC_NODE_TTL", float(number("ORC_NODE_TTL", float))),
+        workers=_workers(merged["ORC_WORKERS"]),
+        token=merged["ORC_TOKEN"],
+        worker_name=merged["ORC_WORKER_NAME"].strip(),
     )
+
+
+def _positive(key: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"setting {key}={value:g} must be more than 0")
+    return value
+
+
+def _workers(raw: str) -> tuple[str, ...]:
+    """`host:port,host:port` as a tuple; each must name a port."""
+    workers = tuple(w.strip() for w in raw.split(",") if w.strip())
+    for w in workers:
+        host, _, port = w.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"setting ORC_WORKERS: {w!r} is not host:port")
+    return workers
 
 
 def _at_least(key: str, value: float, least: float) -> float:

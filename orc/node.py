@@ -25,9 +25,10 @@ from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
 from orc.health import HealthChecker
-from orc.http.common import serve_app
+from orc.http.common import require_token, serve_app
 from orc.http.events_api import add_event_stream
 from orc.http.manager_api import manager_app
+from orc.http.nodes_api import add_manager_node_routes
 from orc.http.worker_api import worker_app
 from orc.manager import Manager, Upkeep
 from orc.messages import Disown, Hold, Join, ListTasks, ListWorkerTasks, Shutdown
@@ -180,16 +181,9 @@ def _add_worker(
     return refs["worker"], refs["proxy"]
 
 
-async def run_cluster(
-    settings: Settings,
-    announce: Callable[[str], None] = print,
-    stop: trio.Event | None = None,
-) -> None:
-    """Run until SIGINT or SIGTERM (or until `stop` is set), then shut down in order."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    event_log = await EventLog.open(
-        settings.data_dir / "log", AnyEvent, segment_bytes=settings.segment_bytes
-    )
+async def open_event_log(path: Path, record_type: object, segment_bytes: int) -> EventLog:
+    """Open (or create) a log, saying so when a torn tail record was cut off."""
+    event_log = await EventLog.open(path, record_type, segment_bytes=segment_bytes)
     if event_log.recovery is not None:
         r = event_log.recovery
         log.warning(
@@ -199,7 +193,11 @@ async def run_cluster(
             r.path,
             r.offset,
         )
-    sup = Supervisor("orc", max_restarts=5, within=10.0)
+    return event_log
+
+
+async def probe_docker(settings: Settings) -> bool:
+    """Whether a Docker engine answers (a node advertises docker only then)."""
     probe = docker_driver(settings, "probe", trio.CapacityLimiter(1))
     docker_up = await probe.ping()
     if not docker_up:
@@ -207,13 +205,26 @@ async def run_cluster(
             "docker: no engine answers at %s; tasks with an Image wait until one does",
             settings.docker_host or "the default address (DOCKER_HOST or the local socket)",
         )
+    return docker_up
+
+
+async def run_cluster(
+    settings: Settings,
+    announce: Callable[[str], None] = print,
+    stop: trio.Event | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM (or until `stop` is set), then shut down in order."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
+    sup = Supervisor("orc", max_restarts=5, within=10.0)
+    docker_up = await probe_docker(settings)
     cluster = build(settings, sup, event_log, docker_up)
     stop = stop if stop is not None else trio.Event()
     http_closed = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sup.run)
-            nursery.start_soon(_wait_for_signal, stop)
+            nursery.start_soon(wait_for_signal, stop)
             for node in cluster.workers:
                 await cluster.manager.ask(Join(node.info, now()), timeout=30)
                 announce(f"Orc worker {node.info.name} drivers: {', '.join(node.info.drivers)}")
@@ -222,6 +233,7 @@ async def run_cluster(
             async with trio.open_nursery() as servers:
                 for node in cluster.workers:
                     app = worker_app(node.worker, settings.data_dir, settings.max_body)
+                    require_token(app, settings.token)
                     await servers.start(
                         serve_app, app, settings.worker_host, node.port, http_closed.wait
                     )
@@ -229,6 +241,8 @@ async def run_cluster(
                 workers = {node.info.name: node.proxy for node in cluster.workers}
                 app = manager_app(cluster.manager, settings.max_body, workers)
                 add_event_stream(app, event_log)
+                add_manager_node_routes(app, cluster.manager, None)
+                require_token(app, settings.token)
                 await servers.start(
                     serve_app, app, settings.manager_host, settings.manager_port, http_closed.wait
                 )
@@ -303,7 +317,7 @@ async def _ask_quietly(ref: ActorRef, message: object, timeout: float) -> None:
         log.warning("shutdown: %s did not finish %s: %s", ref.name, type(message).__name__, exc)
 
 
-async def _wait_for_signal(stop: trio.Event) -> None:
+async def wait_for_signal(stop: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             stop.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ import msgspec
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart import Response, request
+from quart import Response, current_app, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -71,6 +72,18 @@ def create_app(name: str, max_body: int) -> QuartTrio:
     app = QuartTrio(name)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["ORC_TOKEN"] = ""  # set by `require_token`
+
+    @app.before_request
+    async def check_token() -> Response | None:
+        token = current_app.config["ORC_TOKEN"]
+        if not token:
+            return None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return None
+        why = "a wrong token" if given else "no token"
+        return error(401, f"{why}: send the header `Authorization: Bearer <ORC_TOKEN>`")
 
     @app.errorhandler(Invalid)
     async def invalid(exc: Invalid) -> Response:
@@ -98,6 +111,17 @@ def create_app(name: str, max_body: int) -> QuartTrio:
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     return app
+
+
+def require_token(app: QuartTrio, token: str) -> QuartTrio:
+    """With a non-empty `token`, every request must carry `Authorization: Bearer <token>`."""
+    app.config["ORC_TOKEN"] = token
+    return app
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    """What orc's own requests to another node carry."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 async def serve_app(
