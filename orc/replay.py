@@ -24,10 +24,13 @@ from orc.events import (
     TaskExited,
     TaskFailed,
     TaskLost,
+    TaskRestarted,
+    TaskRestarting,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
+    TaskUnhealthy,
     TaskUnplaced,
 )
 from orc.model import State, Task
@@ -177,6 +180,14 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             return error
         case NodeDown(reason=reason) | TaskLost(error=reason):
             return reason
+        case TaskRestarting(reason=reason, restart_count=count, delay=delay):
+            return f"restart {count} in {delay:g}s: {reason}"
+        case TaskRestarted(node=node):
+            return f"runs again on {node}"
+        case TaskUnhealthy(reason=reason, stop=stop):
+            return f"{reason}; stopping it" if stop else reason
+        case StateDigest(seq=seq, digest=digest):
+            return f"state up to seq {seq}: {digest}"
         case NodeJoined(node=node):
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
