@@ -205,8 +205,10 @@ async def test_launch_ports_limits_labels_then_delete(
         assert info["HostConfig"]["NanoCpus"] == 500_000_000
         # the same Name twice: the second container gets a unique name and still runs
         other = await _inspect(engine, b["ContainerID"])
-        assert info["Name"] == f"/{name}"
-        assert other["Name"].startswith(f"/{name}-") and other["Name"] != info["Name"]
+        # (launches overlap, so either of the two may get the plain name)
+        plain, suffixed = sorted([info["Name"], other["Name"]], key=len)
+        assert plain == f"/{name}"
+        assert re.fullmatch(rf"/{name}-[0-9a-f]{{8}}", suffixed), suffixed
 
         # the worker lists both, with the same container IDs
         listed = {t["ID"]: t for t in (await c.worker.get("/tasks")).json()}
@@ -239,8 +241,10 @@ async def test_exit_codes_oom_and_logs(
 
         done = await wait_for_state(c.manager, ok, 3)
         assert done["ExitCode"] == 0 and done["Error"] == ""
-        # noticed at once (a blocking wait on the container), not by polling
-        assert _seconds(done["StartsAt"], done["FinishedAt"]) < 2.0
+        # noticed at once (a blocking wait on the container), not by the seed's 15 s polling;
+        # the bound is loose because FinishedAt comes after the logs are copied and the
+        # container removed, which a loaded 2-core engine can take a second or two to do
+        assert _seconds(done["StartsAt"], done["FinishedAt"]) < 5.0
         failed = await wait_for_state(c.manager, bad, -1)
         assert failed["ExitCode"] == 3 and "exited with status 3" in failed["Error"]
         killed = await wait_for_state(c.manager, oom, -1, timeout=20)
