@@ -24,7 +24,7 @@ from orc.events import (
     TaskUnplaced,
 )
 from orc.messages import Join, NodeSilent, Place, Reply, Stop, Submit
-from orc.model import State, Task, spec_of
+from orc.model import State, spec_of
 from orc.state import ClusterState
 from orc.transitions import ACTIVE, TERMINAL
 
@@ -78,7 +78,7 @@ def stop(state: ClusterState, cmd: Stop) -> Decision:
 
 def place(state: ClusterState, cmd: Place) -> Decision:
     task = state.tasks.get(cmd.task_id)
-    if task is None or not (task.state == State.PENDING or restart_after_node_loss(task)):
+    if task is None or task.state != State.PENDING:
         return NONE
     if cmd.node:
         if cmd.node not in state.nodes:
@@ -179,19 +179,6 @@ def node_down(state: ClusterState, cmd: NodeSilent) -> Decision:
         else:
             events.append(TaskFailed(at=cmd.now, task_id=task.id, error=error))
     return events, None
-
-
-def restart_after_node_loss(task: Task) -> bool:
-    """Until restart policies decide it: a task that failed because its node was lost is
-    placed again (Failed -> Scheduled) when its RestartPolicy is `always` or `on-failure`.
-
-    Kept small and separate so that the restart-policy work (orc/restarts.py) can take it over.
-    """
-    return (
-        task.state == State.FAILED
-        and task.restart_policy in ("always", "on-failure")
-        and task.error.startswith(f"node {task.node} lost:")
-    )
 
 
 def join(state: ClusterState, cmd: Join) -> Decision:

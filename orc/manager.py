@@ -263,12 +263,7 @@ class Manager(Actor):
                     to_schedule.extend(pending)
                     if isinstance(event, NodeDown):
                         await self._tell_node(event.node, event)
-                case TaskFailed(task_id=task_id):
-                    ended.append(task_id)
-                    failed = self.state.tasks[task_id]
-                    if decide.restart_after_node_loss(failed):
-                        to_schedule.append(failed)
-                case TaskExited(task_id=task_id):
+                case TaskFailed(task_id=task_id) | TaskExited(task_id=task_id):
                     ended.append(task_id)
         # a run that ended in a restart is still placed: it waits for its backoff there
         ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]

@@ -8,7 +8,7 @@ import logging
 import msgspec
 import pytest
 
-from orc import decide
+from orc import decide, restarting
 from orc.events import (
     NodeDown,
     NodeJoined,
@@ -139,26 +139,24 @@ def test_silent_node_goes_down_and_its_tasks_fail_naming_it() -> None:
 
 
 @pytest.mark.parametrize("policy, again", [("", False), ("no", False), ("always", True)])
-def test_task_of_a_lost_node_is_placed_again_when_its_policy_allows(
+def test_task_of_a_lost_node_restarts_only_when_its_policy_allows(
     policy: str, again: bool
 ) -> None:
+    """Node loss is a failure like any other: the restart policy decides (orc/restarting.py)."""
     state = _cluster(policy)
-    _apply_all(state, decide.node_down(state, NodeSilent("w1", "gone", T1)))
-    assert decide.restart_after_node_loss(state.tasks[A]) is again
-    events = _apply_all(state, decide.place(state, Place(A, "w2", "", T1)))
-    assert bool(events) is again
+    lost, _ = decide.node_down(state, NodeSilent("w1", "gone", T1))
+    _apply_all(state, (restarting.review(state, lost), None))
+    task = state.tasks[A]
     if again:
-        assert state.tasks[A].state == State.SCHEDULED and state.tasks[A].node == "w2"
-        # The old worker's late exit report no longer touches it.
-        late = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=9)
-        assert decide.exited(state, late) == ([], None)
-
-
-def test_a_task_that_failed_by_itself_is_not_placed_again_by_node_loss_logic() -> None:
-    state = _cluster("on-failure")
-    apply(state, TaskExited(at=T1, task_id=A, node="w1", exit_code=1))
-    assert not decide.restart_after_node_loss(state.tasks[A])
+        assert task.state == State.SCHEDULED and state.waiting(A)
+        assert task.restart_count == 1
+    else:
+        assert task.state == State.FAILED and task.error.startswith("node w1 lost:")
+    # The scheduler cannot place it again behind the policy's back.
     assert decide.place(state, Place(A, "w2", "", T1)) == ([], None)
+    # The old worker's late exit report no longer touches it.
+    late = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=9)
+    assert restarting.review(state, decide.exited(state, late)[0]) == []
 
 
 def test_node_views_and_snapshots_keep_seqs_and_down_nodes() -> None:
