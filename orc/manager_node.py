@@ -20,14 +20,19 @@ from actors import ActorRef, Supervisor
 from orc.clock import now
 from orc.config import Settings
 from orc.events import AnyEvent
-from orc.http.common import auth_headers, require_token, serve_app
-from orc.http.events_api import add_event_stream
-from orc.http.manager_api import manager_app
-from orc.http.nodes_api import add_manager_node_routes, decode_registration
+from orc.http.common import auth_headers, serve_app
+from orc.http.nodes_api import decode_registration
 from orc.messages import Reply
 from orc.model import NodeInfo
 from orc.monitor import NodeMonitor, Register
-from orc.node import MAILBOX, _drain, build, open_event_log, wait_for_signal
+from orc.node import (
+    MAILBOX,
+    build,
+    drain,
+    manager_http_app,
+    open_event_log,
+    wait_for_signal,
+)
 from orc.remote import HttpWorkerProxy
 from orc.validation import Invalid
 
@@ -77,10 +82,7 @@ async def run_manager(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sup.run)
             nursery.start_soon(wait_for_signal, stop)
-            app = manager_app(cluster.manager, settings.max_body, proxies)
-            add_event_stream(app, event_log)
-            add_manager_node_routes(app, cluster.manager, monitor)
-            require_token(app, settings.token)
+            app = manager_http_app(cluster, settings, proxies, monitor)
             await nursery.start(serve_app, app, host, port, http_closed.wait)
             for address in settings.workers:
                 nursery.start_soon(_static_worker, address, monitor, settings)
@@ -88,7 +90,7 @@ async def run_manager(
             await stop.wait()
             log.info("shutting down")
             http_closed.set()
-            await _drain(cluster, settings)
+            await drain(cluster, settings)
             nursery.cancel_scope.cancel()
     finally:
         await event_log.aclose()

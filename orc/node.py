@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 import trio
+from quart_trio import QuartTrio
 
 from actors import ActorRef, Supervisor
 from eventlog import EventLog
@@ -91,6 +92,30 @@ def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) 
     )
 
 
+def worker_drivers(
+    settings: Settings, name: str, docker_limiter: trio.CapacityLimiter
+) -> dict[str, object]:
+    """The drivers of worker `name`; docker is used only while an engine answers."""
+    return {
+        "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
+        "docker": docker_driver(settings, name, docker_limiter),
+    }
+
+
+def manager_http_app(
+    cluster: Cluster,
+    settings: Settings,
+    workers: Mapping[str, ActorRef],
+    monitor: ActorRef | None,
+) -> QuartTrio:
+    """The manager's whole HTTP API, in one process or on its own."""
+    app = manager_app(cluster.manager, settings.max_body, workers)
+    add_event_stream(app, cluster.log)
+    add_manager_node_routes(app, cluster.manager, monitor)
+    require_token(app, settings.token)
+    return app
+
+
 def restart_settings(settings: Settings) -> RestartSettings:
     return RestartSettings(
         max_restarts=settings.restart_max,
@@ -154,10 +179,7 @@ def build(
             memory=memory,
             disk=disk,
         )
-        drivers: dict[str, object] = {
-            "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
-            "docker": docker_driver(settings, name, docker_limiter),
-        }
+        drivers = worker_drivers(settings, name, docker_limiter)
         worker, proxy = _add_worker(sup, info, drivers, manager)
         proxies[name] = proxy
         cluster.workers.append(WorkerNode(info, port, worker, proxy, drivers["docker"]))  # type: ignore[arg-type]
@@ -239,10 +261,7 @@ async def run_cluster(
                     )
                     announce(f"Starting Orc worker at {settings.worker_host}:{node.port}")
                 workers = {node.info.name: node.proxy for node in cluster.workers}
-                app = manager_app(cluster.manager, settings.max_body, workers)
-                add_event_stream(app, event_log)
-                add_manager_node_routes(app, cluster.manager, None)
-                require_token(app, settings.token)
+                app = manager_http_app(cluster, settings, workers, None)
                 await servers.start(
                     serve_app, app, settings.manager_host, settings.manager_port, http_closed.wait
                 )
@@ -250,7 +269,7 @@ async def run_cluster(
                 await stop.wait()
                 log.info("shutting down: stopping tasks")
                 http_closed.set()
-            await _drain(cluster, settings)
+            await drain(cluster, settings)
             nursery.cancel_scope.cancel()
     finally:
         await event_log.aclose()
@@ -296,21 +315,21 @@ async def _report_strays(cluster: Cluster) -> None:
                 await node.worker.ask(Disown(task.id), timeout=30)
 
 
-async def _drain(cluster: Cluster, settings: Settings) -> None:
+async def drain(cluster: Cluster, settings: Settings) -> None:
     """Stop every task and make sure its last state is in the log before it closes."""
     timeout = settings.stop_grace + 10
     if cluster.restarter is not None:
         # restarts still waiting stay in the log and are armed again at the next start
-        await _ask_quietly(cluster.restarter, Hold(), timeout)
+        await ask_quietly(cluster.restarter, Hold(), timeout)
     async with trio.open_nursery() as nursery:
         for node in cluster.workers:
-            nursery.start_soon(_ask_quietly, node.worker, Shutdown(), timeout)
+            nursery.start_soon(ask_quietly, node.worker, Shutdown(), timeout)
     for node in cluster.workers:
-        await _ask_quietly(node.proxy, Ping(), timeout)
-    await _ask_quietly(cluster.manager, Ping(), timeout)
+        await ask_quietly(node.proxy, Ping(), timeout)
+    await ask_quietly(cluster.manager, Ping(), timeout)
 
 
-async def _ask_quietly(ref: ActorRef, message: object, timeout: float) -> None:
+async def ask_quietly(ref: ActorRef, message: object, timeout: float) -> None:
     try:
         await ref.ask(message, timeout=timeout)
     except Exception as exc:

@@ -22,7 +22,6 @@ from actors import Actor, Mailbox, Supervisor
 from eventlog import EventLog, LogWriteError
 from orc.clock import now
 from orc.config import Settings
-from orc.drivers.process import ProcessDriver
 from orc.events import WORKER_UPDATES, WorkerUpdate
 from orc.http.common import auth_headers, require_token, serve_app
 from orc.http.events_api import add_event_stream
@@ -30,8 +29,14 @@ from orc.http.nodes_api import add_worker_node_routes
 from orc.http.worker_api import worker_app
 from orc.messages import Shutdown
 from orc.model import NodeInfo
-from orc.node import MAILBOX, _ask_quietly, docker_driver, open_event_log, probe_docker
-from orc.node import wait_for_signal as wait_for_signal
+from orc.node import (
+    MAILBOX,
+    ask_quietly,
+    open_event_log,
+    probe_docker,
+    wait_for_signal,
+    worker_drivers,
+)
 from orc.stats import capacity
 from orc.worker import Ping, Worker
 
@@ -99,10 +104,7 @@ async def run_worker(
         disk=disk,
     )
     current = [info]
-    drivers: dict[str, object] = {
-        "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
-        "docker": docker_driver(settings, name, trio.CapacityLimiter(8)),
-    }
+    drivers = worker_drivers(settings, name, trio.CapacityLimiter(8))
     sup = Supervisor(f"orc-worker-{name}", max_restarts=5, within=10.0)
     journal = sup.add("journal", lambda: Journal(updates_log), mailbox_size=MAILBOX)
     worker = sup.add(name, lambda: Worker(info, drivers, journal, now), mailbox_size=MAILBOX)
@@ -124,8 +126,8 @@ async def run_worker(
             nursery.start_soon(_watch_engine, drivers["docker"], current, settings.docker_ping)
             await stop.wait()
             log.info("shutting down: stopping tasks")
-            await _ask_quietly(worker, Shutdown(), settings.stop_grace + 10)
-            await _ask_quietly(journal, Ping(), 10)
+            await ask_quietly(worker, Shutdown(), settings.stop_grace + 10)
+            await ask_quietly(journal, Ping(), 10)
             # A moment for the manager's stream to take the last updates, then close.
             with trio.move_on_after(min(1.0, settings.node_ttl / 3)):
                 while True:
