@@ -20,12 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +30,7 @@ import docker
 import docker.errors
 import httpx
 import trio
+from orcproc import single_process_orc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,12 +38,6 @@ sys.path.insert(0, str(ROOT))
 from tests import images  # noqa: E402
 
 LABEL = "orc.bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cleanup(client: docker.DockerClient, run: str) -> None:
@@ -74,52 +64,28 @@ def sdk(client: docker.DockerClient, image: str, count: int, threads: int, run: 
 
 
 def through_orc(image: str, count: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "ORC_MANAGER_HOST": "127.0.0.1",
-            "ORC_MANAGER_PORT": str(port),
-            "ORC_WORKER_HOST": "127.0.0.1",
-            "ORC_WORKER_PORT": str(_free_port()),
-            "ORC_DATA_DIR": tmp,
-            "ORC_STOP_GRACE": "1",
-            "ORC_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orc"], env=env, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                if line.startswith("Starting Orc manager"):
-                    break
+    with single_process_orc() as url:
 
-            async def main() -> float:
-                limits = httpx.Limits(max_connections=count)
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
-                ) as client:
-                    await client.get("/stats")  # connection warm, nothing else
+        async def main() -> float:
+            limits = httpx.Limits(max_connections=count)
+            async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+                await client.get("/stats")  # connection warm, nothing else
 
-                    async def submit() -> None:
-                        task_id = str(uuid.uuid4())
-                        body = {"ID": task_id, "State": 2, "Task": {"Name": "", "Image": image}}
-                        r = await client.post("/tasks", json=body)
-                        assert r.status_code == 201, r.text
+                async def submit() -> None:
+                    task_id = str(uuid.uuid4())
+                    body = {"ID": task_id, "State": 2, "Task": {"Name": "", "Image": image}}
+                    r = await client.post("/tasks", json=body)
+                    assert r.status_code == 201, r.text
 
-                    start = time.perf_counter()
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(count):
-                            nursery.start_soon(submit)
-                    while (await client.get("/stats")).json()["Tasks"]["Running"] < count:
-                        await trio.sleep(0.005)
-                    return time.perf_counter() - start
+                start = time.perf_counter()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(count):
+                        nursery.start_soon(submit)
+                while (await client.get("/stats")).json()["Tasks"]["Running"] < count:
+                    await trio.sleep(0.005)
+                return time.perf_counter() - start
 
-            return trio.run(main)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+        return trio.run(main)
 
 
 def swarm(client: docker.DockerClient, image: str, count: int) -> float | None:

@@ -12,34 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import trio
+from orcproc import percentile, single_process_orc
 from rawhttp import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
 CMD = ["sleep", "120"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def direct(burst: int, serial: int) -> tuple[float, list[float]]:
@@ -103,41 +88,18 @@ async def _serial(client: Pool, n: int, already: int) -> list[float]:
 
 
 def through_orc(burst: int, serial: int) -> tuple[float, list[float]]:
-    scratch = ROOT / ".bench-tmp"  # same disk as the project; ignored by git
-    scratch.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "ORC_MANAGER_HOST": "127.0.0.1",
-            "ORC_MANAGER_PORT": str(port),
-            "ORC_WORKER_HOST": "127.0.0.1",
-            "ORC_WORKER_PORT": str(_free_port()),
-            "ORC_DATA_DIR": tmp,
-            "ORC_STOP_GRACE": "1",
-            "ORC_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orc"], env=env, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                if line.startswith("Starting Orc manager"):
-                    break
+    with single_process_orc(ORC_DOCKER_HOST="unix:///nonexistent/docker.sock") as url:
+        port = int(url.rsplit(":", 1)[1])
 
-            async def main() -> tuple[float, list[float]]:
-                client = Pool("127.0.0.1", port, 32)
-                try:
-                    rate = await _burst(client, burst)
-                    return rate, await _serial(client, serial, burst)
-                finally:
-                    await client.aclose()
+        async def main() -> tuple[float, list[float]]:
+            client = Pool("127.0.0.1", port, 32)
+            try:
+                rate = await _burst(client, burst)
+                return rate, await _serial(client, serial, burst)
+            finally:
+                await client.aclose()
 
-            return trio.run(main)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+        return trio.run(main)
 
 
 def main() -> None:
@@ -157,7 +119,7 @@ def main() -> None:
         "direct_spawn_per_s": round(direct_rate, 1),
         "orc_vs_direct": round(orc_rate / direct_rate, 3),
         "orc_p50_ms": round(statistics.median(orc_lat), 3),
-        "orc_p99_ms": round(_p(orc_lat, 0.99), 3),
+        "orc_p99_ms": round(percentile(orc_lat, 0.99), 3),
         "direct_p50_ms": round(direct_p50, 3),
         "added_p50_ms": round(statistics.median(orc_lat) - direct_p50, 3),
     }
@@ -170,7 +132,7 @@ def main() -> None:
         f"{'serial p50 ms':28}{result['orc_p50_ms']:>12.3f}{direct_p50:>12.3f}"
         f"{result['orc_p50_ms'] / direct_p50:>10.2f}"
     )
-    print(f"{'serial p99 ms':28}{result['orc_p99_ms']:>12.3f}{_p(direct_lat, 0.99):>12.3f}")
+    print(f"{'serial p99 ms':28}{result['orc_p99_ms']:>12.3f}{percentile(direct_lat, 0.99):>12.3f}")
     print(f"added p50: {result['added_p50_ms']} ms")
     if args.json:
         print(json.dumps(result))

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,40 +29,16 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from orcproc import SCRATCH, free_port, percentile, start
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_POLL_MS = 15_000.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _start(args: list[str], env: dict[str, str], ready: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orc", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith(ready):
-            return proc
-    raise SystemExit(f"orc {args[0]} did not start")
-
-
 def run(tasks: int) -> dict[str, float]:
-    tmp = Path(tempfile.mkdtemp(prefix="orc-propagation-"))
-    port = _free_port()
+    SCRATCH.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="orc-propagation-", dir=SCRATCH))
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -73,7 +48,7 @@ def run(tasks: int) -> dict[str, float]:
         "ORC_NODE_TTL": "3",
     }
     procs = [
-        _start(
+        start(
             ["manager", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp / "m")],
             env,
             "Starting Orc manager",
@@ -82,7 +57,7 @@ def run(tasks: int) -> dict[str, float]:
     try:
         for i in range(3):
             procs.append(
-                _start(
+                start(
                     [
                         "worker",
                         "--manager",
@@ -90,7 +65,7 @@ def run(tasks: int) -> dict[str, float]:
                         "--host",
                         "127.0.0.1",
                         "--port",
-                        str(_free_port()),
+                        str(free_port()),
                         "--name",
                         f"w{i + 1}",
                         "--data-dir",
@@ -147,8 +122,8 @@ def run(tasks: int) -> dict[str, float]:
         return {
             "tasks": len(values),
             "nodes": len(set(nodes.values())),
-            "p50_ms": round(_p(values, 0.5), 2),
-            "p99_ms": round(_p(values, 0.99), 2),
+            "p50_ms": round(percentile(values, 0.5), 2),
+            "p99_ms": round(percentile(values, 0.99), 2),
             "max_ms": round(max(values), 2),
             "mean_ms": round(statistics.fmean(values), 2),
             "seed_mean_ms": SEED_POLL_MS / 2,
@@ -162,6 +137,7 @@ def run(tasks: int) -> dict[str, float]:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
