@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +18,8 @@ import trio
 
 from orc import config
 from orc.node import run_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -37,6 +44,49 @@ def orc_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     }
 
 
+class OrcProcess:
+    """`python -m orc ARGS` as a child process, ready once it prints a line starting with
+    `ready`; `start` again after a kill to restart it on the same data dir."""
+
+    def __init__(self, args: list[str], env: dict[str, str], ready: str) -> None:
+        self.args, self.env, self.ready = args, env, ready
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self) -> None:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orc", *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise AssertionError(f"orc {self.args} exited early:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            if line.startswith(self.ready):
+                return
+        raise AssertionError(f"orc {self.args} did not start:\n{''.join(self.lines)}")
+
+    def output(self) -> str:
+        """Everything it printed; call once it has exited."""
+        assert self.proc is not None and self.proc.stdout is not None
+        return "".join(self.lines) + self.proc.stdout.read()
+
+    def kill(self, sig: int = signal.SIGKILL) -> int | None:
+        """Signal it if it runs, and wait for it; its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
 def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
     return config.load(orc_env(data_dir, **overrides), dotenv=Path("/nonexistent"))
 
@@ -48,17 +98,19 @@ class RunningCluster:
     worker: httpx.AsyncClient
     stop: trio.Event
     done: trio.Event
+    lines: list[str]
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningCluster]:
-    settings = make_settings(tmp_path / "data")
+@contextlib.asynccontextmanager
+async def running_cluster(settings: config.Settings) -> AsyncIterator[RunningCluster]:
+    """`run_cluster` in this process, with clients for its manager and first worker; stopped
+    (in order, as SIGTERM would) on the way out."""
     stop, done, ready = trio.Event(), trio.Event(), trio.Event()
     lines: list[str] = []
 
     def announce(line: str) -> None:
         lines.append(line)
-        if "manager" in line:
+        if line.startswith("Starting Orc manager"):
             ready.set()
 
     async def run() -> None:
@@ -67,19 +119,28 @@ async def cluster(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Runnin
         finally:
             done.set()
 
-    nursery.start_soon(run)
-    with trio.fail_after(20):
-        await ready.wait()
-    manager_url = f"http://127.0.0.1:{settings.manager_port}"
-    worker_url = f"http://127.0.0.1:{settings.worker_port}"
-    async with (
-        httpx.AsyncClient(base_url=manager_url, timeout=10) as manager,
-        httpx.AsyncClient(base_url=worker_url, timeout=10) as worker,
-    ):
-        yield RunningCluster(settings, manager, worker, stop, done)
-    stop.set()
-    with trio.fail_after(20):
-        await done.wait()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        with trio.fail_after(20):
+            await ready.wait()
+        async with (
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.manager_port}", timeout=10
+            ) as manager,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.worker_port}", timeout=10
+            ) as worker,
+        ):
+            yield RunningCluster(settings, manager, worker, stop, done, lines)
+        stop.set()
+        with trio.fail_after(30):
+            await done.wait()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[RunningCluster]:
+    async with running_cluster(make_settings(tmp_path / "data")) as running:
+        yield running
 
 
 async def wait_for_state(

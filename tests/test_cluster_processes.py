@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -19,42 +16,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port, orc_env
+from tests.conftest import ROOT, OrcProcess, free_port, orc_env
 
-ROOT = Path(__file__).resolve().parent.parent
 TTL = 1.0
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], ready: str) -> None:
-        self.args, self.env, self.ready = args, env, ready
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    def start(self) -> None:
-        self.lines = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orc", *self.args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise AssertionError(f"exited early:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith(self.ready):
-                return
-        raise AssertionError(f"did not start:\n{''.join(self.lines)}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
 
 
 class Cluster:
@@ -66,16 +30,16 @@ class Cluster:
         self.headers = (
             {"Authorization": f"Bearer {extra['ORC_TOKEN']}"} if "ORC_TOKEN" in extra else {}
         )
-        self.manager = Proc(
+        self.manager = OrcProcess(
             ["manager", "--data-dir", str(tmp / "m")], self.env, "Starting Orc manager"
         )
         self.workers = [self._worker(i) for i in range(workers)]
 
-    def _worker(self, i: int) -> Proc:
+    def _worker(self, i: int) -> OrcProcess:
         port = str(free_port())
         args = ["worker", "--manager", self.url, "--port", port, "--name", f"w{i + 1}"]
         args += ["--host", "127.0.0.1", "--data-dir", str(self.tmp / f"w{i + 1}")]
-        return Proc(args, self.env, "Starting Orc worker")
+        return OrcProcess(args, self.env, "Starting Orc worker")
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, headers=self.headers, timeout=10)
@@ -254,7 +218,7 @@ def test_token_is_required_by_manager_and_workers(tmp_path: Path) -> None:
 def test_static_worker_list(tmp_path: Path) -> None:
     port = free_port()
     c = Cluster(tmp_path, workers=0, ORC_WORKERS=f"127.0.0.1:{port}")
-    worker = Proc(
+    worker = OrcProcess(
         [
             "worker",
             "--port",

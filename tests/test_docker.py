@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,9 +28,9 @@ import httpx
 import pytest
 import trio
 
-from orc.node import run_cluster
 from tests import images
-from tests.conftest import free_port, make_settings, wait_for_state
+from tests import test_e2e as e2e
+from tests.conftest import free_port, make_settings, running_cluster, wait_for_state
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_ID = "266592cd-960d-4091-981c-8c25c44b1018"
@@ -107,39 +106,11 @@ async def docker_cluster(
     settings = make_settings(
         data_dir, **{"ORC_DOCKER_HOST": "", "ORC_DOCKER_PING": "0.1", **overrides}
     )
-    stop, done, ready = trio.Event(), trio.Event(), trio.Event()
-    lines: list[str] = []
-
-    def announce(line: str) -> None:
-        lines.append(line)
-        if line.startswith("Starting Orc manager"):
-            ready.set()
-
-    async def run() -> None:
-        try:
-            await run_cluster(settings, announce, stop)
-        finally:
-            done.set()
-
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run)
-            with trio.fail_after(20):
-                await ready.wait()
-            async with (
-                httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{settings.manager_port}", timeout=10
-                ) as manager,
-                httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{settings.worker_port}", timeout=10
-                ) as worker,
-            ):
-                cluster = DockerCluster(settings, manager, worker)
-                cluster.lines = lines
-                yield cluster
-            stop.set()
-            with trio.fail_after(30):
-                await done.wait()
+        async with running_cluster(settings) as running:
+            cluster = DockerCluster(settings, running.manager, running.worker)
+            cluster.lines = running.lines
+            yield cluster
     finally:
         await trio.to_thread.run_sync(_remove_all, engine, data_dir)
 
@@ -397,63 +368,18 @@ async def test_engine_goes_away_and_returns(
 # -- real orc processes: adoption and the seed README -------------------------------------------
 
 
-class Orc:
-    """`python -m orc` on free ports; `start` again on the same data dir after a kill."""
+class Orc(e2e.Orc):
+    """`orc` on free ports with the real engine; `start` again on the same data dir."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "ORC_MANAGER_HOST": "127.0.0.1",
-            "ORC_MANAGER_PORT": str(self.port),
-            "ORC_WORKER_HOST": "127.0.0.1",
-            "ORC_WORKER_PORT": str(free_port()),
-            "ORC_DATA_DIR": str(data_dir),
-            "ORC_STOP_GRACE": "1",
-            "PYTHONPATH": str(ROOT),
-        }
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    def start(self) -> None:
-        self.lines = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orc"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        while True:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise AssertionError(f"orc exited early:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("Starting Orc manager"):
-                return
+        super().__init__(data_dir, ORC_DOCKER_HOST="", ORC_STOP_GRACE="1")
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=30)
-        return "".join(self.lines) + out
-
-    def task(self, task_id: str) -> dict:
-        r = httpx.get(f"{self.url}/tasks/{task_id}", timeout=10)
-        assert r.status_code == 200, r.text
-        return r.json()
+        self.kill(sig)
+        return self.output()
 
     def wait_state(self, task_id: str, state: int, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.task(task_id)
-            if task["State"] == state or time.monotonic() > deadline:
-                assert task["State"] == state, task
-                return task
-            time.sleep(0.02)
+        return self.wait_for(task_id, state, timeout)
 
 
 @pytest.fixture
@@ -521,7 +447,7 @@ def test_seed_readme_verbatim(
     orc: Orc, engine: docker.DockerClient, test_images: dict[str, str]
 ) -> None:
     """The seed README's curl commands, byte for byte except the port, against `orc`."""
-    port = str(orc.port)
+    port = orc.env["ORC_MANAGER_PORT"]
     with open("/tmp/orc-test-strm-helloworld-http.lock", "w") as lock:
         # one session at a time owns the seed's tag on this engine
         fcntl.flock(lock, fcntl.LOCK_EX)

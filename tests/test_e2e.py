@@ -17,47 +17,17 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import orc_env
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, OrcProcess, orc_env
 
 
-class Orc:
-    """One `orc` process; `start` again on the same data dir after a kill."""
+class Orc(OrcProcess):
+    """`orc` with no arguments (a manager and one worker) on free ports."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.env = {**os.environ, **orc_env(data_dir), "PYTHONPATH": str(ROOT)}
+    def __init__(self, data_dir: Path, **settings: str) -> None:
+        env = {**os.environ, **orc_env(data_dir, **settings), "PYTHONPATH": str(ROOT)}
+        super().__init__([], env, "Starting Orc manager")
+        self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.env['ORC_MANAGER_PORT']}"
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orc"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise AssertionError(f"orc exited early:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("Starting Orc manager"):
-                return
-        raise AssertionError(f"orc did not start:\n{''.join(self.lines)}")
-
-    def output(self) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        return "".join(self.lines) + self.proc.stdout.read()
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
 
     def post(self, cmd: list[str]) -> str:
         task_id = str(uuid.uuid4())

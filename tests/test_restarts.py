@@ -35,11 +35,10 @@ from orc.events import (
 from orc.health import HealthChecker, count_failures, health_url
 from orc.messages import Arm, Hold, RestartDue, Unhealthy, Watch
 from orc.model import NodeInfo, State, Task
-from orc.node import run_cluster
 from orc.restarting import restart_due, review, unhealthy
 from orc.restarts import RestartSettings, backoff, later, plan, should_restart, streak_after
 from orc.state import ClusterState, apply
-from tests.conftest import make_settings, wait_for_state
+from tests.conftest import make_settings, running_cluster, wait_for_state
 from tests.test_docker import docker_cluster
 from tests.test_docker import engine as engine  # fixtures, shared with tests/test_docker.py
 from tests.test_docker import test_images as test_images
@@ -312,29 +311,8 @@ async def test_health_checks_at_intervals_with_timeouts(autojump_clock: trio.abc
 
 @contextlib.asynccontextmanager
 async def running(data_dir: Path, **env: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(data_dir, **env)
-    stop, done, ready = trio.Event(), trio.Event(), trio.Event()
-
-    def announce(line: str) -> None:
-        if line.startswith("Starting Orc manager"):
-            ready.set()
-
-    async def run() -> None:
-        try:
-            await run_cluster(settings, announce, stop)
-        finally:
-            done.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
-        with trio.fail_after(20):
-            await ready.wait()
-        url = f"http://127.0.0.1:{settings.manager_port}"
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            yield client
-        stop.set()
-        with trio.fail_after(20):
-            await done.wait()
+    async with running_cluster(make_settings(data_dir, **env)) as cluster:
+        yield cluster.manager
 
 
 async def submit(client: httpx.AsyncClient, policy: str, code: int, sleep: float = 0) -> str:

@@ -6,41 +6,26 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import httpx
 import trio
 
 from eventlog import EventLog
 from orc.events import AnyEvent, StateDigest
-from orc.node import run_cluster
 from orc.snapshots import decode_state, encode_state, recover, state_digest
 from orc.state import ClusterState, apply, load_state
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running_cluster
 
 
 async def _run_tasks(tmp_path: Path, count: int, **env: str) -> Path:
     """A cluster that runs `count` short process tasks to completion, then stops."""
     settings = make_settings(tmp_path / "data", **env)
-    stop, ready = trio.Event(), trio.Event()
-
-    def announce(line: str) -> None:
-        if "manager" in line:
-            ready.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_cluster, settings, announce, stop)
-        await ready.wait()
-        url = f"http://127.0.0.1:{settings.manager_port}"
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            ids = []
-            for _ in range(count):
-                task_id = str(uuid.uuid4())
-                body = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Cmd": ["true"]}}
-                assert (await client.post("/tasks", json=body)).status_code == 201
-                ids.append(task_id)
-            with trio.fail_after(20):
-                while (await client.get("/stats")).json()["Tasks"]["Completed"] < count:
-                    await trio.sleep(0.02)
-        stop.set()
+    async with running_cluster(settings) as cluster:
+        for _ in range(count):
+            task_id = str(uuid.uuid4())
+            body = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Cmd": ["true"]}}
+            assert (await cluster.manager.post("/tasks", json=body)).status_code == 201
+        with trio.fail_after(20):
+            while (await cluster.manager.get("/stats")).json()["Tasks"]["Completed"] < count:
+                await trio.sleep(0.02)
     return settings.data_dir / "log"
 
 
