@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TypeVar
 
 import msgspec
 
@@ -23,6 +24,7 @@ _IMAGE = re.compile(
 )
 
 _decoder = msgspec.json.Decoder(TaskEvent)
+T = TypeVar("T")
 
 
 class Invalid(ValueError):
@@ -30,10 +32,15 @@ class Invalid(ValueError):
 
 
 def decode_task_event(body: bytes) -> TaskEvent:
+    return decode_json(body, _decoder, "a JSON TaskEvent with a Task")
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T], wanted: str) -> T:
+    """A request body decoded, or Invalid saying where and why (msgspec's path)."""
     if not body.strip():
-        raise Invalid("request body is empty: send a JSON TaskEvent with a Task")
+        raise Invalid(f"request body is empty: send {wanted}")
     try:
-        return _decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise Invalid(_backticks_off(str(exc))) from None
     except msgspec.DecodeError as exc:

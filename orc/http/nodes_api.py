@@ -16,30 +16,18 @@ from orc.messages import ListNodes, Reconcile, Reply
 from orc.model import NodeInfo, wire_name
 from orc.monitor import Heartbeats, Register
 from orc.remote import ReconcileBody
-from orc.validation import DRIVERS, Invalid
+from orc.validation import DRIVERS, Invalid, decode_json
 
 ASK_TIMEOUT = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-class Registration(msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True):
-    """The body of `POST /nodes`: a NodeInfo, strictly."""
-
-    name: str
-    address: str
-    drivers: tuple[str, ...]
-    cores: int = 0
-    memory: int = 0
-    disk: int = 0
+_registration = msgspec.json.Decoder(NodeInfo)
 
 
 def decode_registration(body: bytes) -> NodeInfo:
-    try:
-        r = msgspec.json.decode(body, type=Registration)
-    except msgspec.ValidationError as exc:
-        raise Invalid(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"malformed JSON: {exc}") from None
+    """The body of `POST /nodes`: a NodeInfo, strictly."""
+    r = decode_json(body, _registration, "a JSON NodeInfo (Name, Address, Drivers, ...)")
     if not _NAME.match(r.name):
         raise Invalid(
             f"Expected a name of letters, digits, '.', '_' or '-', got {r.name!r} - at $.Name"
@@ -55,7 +43,7 @@ def decode_registration(body: bytes) -> NodeInfo:
     for field in ("cores", "memory", "disk"):
         if getattr(r, field) < 0:
             raise Invalid(f"Expected {wire_name(field)} >= 0 - at $.{wire_name(field)}")
-    return NodeInfo(r.name, r.address, r.drivers, r.cores, r.memory, r.disk)
+    return r
 
 
 def add_manager_node_routes(app: QuartTrio, manager: ActorRef, monitor: ActorRef | None) -> None:
