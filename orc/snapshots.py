@@ -13,7 +13,7 @@ import msgspec
 import trio
 
 from eventlog import EventLog
-from orc.state import ClusterState, replay
+from orc.state import ClusterState, collector_paused, replay
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClusterState)
@@ -24,7 +24,8 @@ def encode_state(state: ClusterState) -> bytes:
 
 
 def decode_state(blob: bytes) -> ClusterState:
-    return _decoder.decode(blob)
+    with collector_paused():
+        return _decoder.decode(blob)
 
 
 def state_digest(state: ClusterState) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -245,15 +246,22 @@ def replay(
     alive, and collections would only walk them again and again (a fifth of the time).
     """
     state = state if state is not None else ClusterState()
+    with collector_paused():
+        for _, event in records:
+            apply(state, event)
+    return state
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the garbage collector while building a large state that all stays alive."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for _, event in records:
-            apply(state, event)
+        yield
     finally:
         if collecting:
             gc.enable()
-    return state
 
 
 def load_state(log: EventLogReader) -> ClusterState:
