@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 
-from actors import Actor, ActorRef, Mailbox
+from actors import ActorRef, Mailbox
+from orc.follower import ManagerFollower
 from orc.messages import Unhealthy, Unwatch, Watch
 from orc.model import NodeInfo, Task
 
@@ -53,7 +54,9 @@ async def http_probe(client: httpx.AsyncClient, url: str) -> str | None:
     return f"GET {url}: HTTP {response.status_code}"
 
 
-class HealthChecker(Actor):
+class HealthChecker(ManagerFollower):
+    role = "health"
+
     def __init__(
         self,
         manager: Callable[[], ActorRef],
@@ -62,8 +65,9 @@ class HealthChecker(Actor):
         timeout: float = 2.0,
         threshold: int = 3,
         probe: Probe | None = None,
+        replaces_crashed: bool = False,
     ) -> None:
-        self.manager = manager
+        super().__init__(manager, replaces_crashed)
         self.now = now
         self.interval = interval
         self.timeout = timeout

@@ -51,6 +51,7 @@ from orc.messages import (
     Reconcile,
     Reply,
     RestartDue,
+    Resync,
     RunTask,
     Schedule,
     Stop,
@@ -134,13 +135,7 @@ class Manager(Actor):
         """
         self.state, base = await recover(self.log)
         self._since_snapshot = self.log.last_seq - base
-        await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
-        placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
-        if placed:
-            await self.scheduler.tell(TasksPlaced(placed))
-        pending = tuple(t for t in self.state.tasks.values() if t.state == State.PENDING)
-        if pending:
-            await self.scheduler.tell(Schedule(pending))
+        await self._resync_scheduler()
         for name, proxy in self.proxies.items():
             placed = tuple(
                 t
@@ -150,6 +145,24 @@ class Manager(Actor):
             if placed:
                 await proxy.tell(Reconcile(placed))
         await self._resume_restarts()
+
+    async def _resync_scheduler(self) -> None:
+        """Tell the scheduler all it derives from the log: nodes, placements, what waits."""
+        await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
+        placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
+        if placed:
+            await self.scheduler.tell(TasksPlaced(placed))
+        pending = tuple(t for t in self.state.tasks.values() if t.state == State.PENDING)
+        if pending:
+            await self.scheduler.tell(Schedule(pending))
+
+    async def _resync(self, role: str) -> None:
+        """A follower replaced after a crash asks again for what it derives from the log."""
+        log.warning("%s restarted after a crash: sending it the state again", role)
+        if role == "scheduler":
+            await self._resync_scheduler()
+        elif role in ("restarter", "health"):
+            await self._resume_restarts(arm=role == "restarter", watch=role == "health")
 
     async def run(self, mailbox: Mailbox) -> None:
         await self.started()
@@ -172,7 +185,11 @@ class Manager(Actor):
             if type(env.message) not in self._deciders:
                 await self._commit(group)
                 group, keys = [], set()
-                env.reply(self._read(env.message))
+                if isinstance(env.message, Resync):
+                    await self._resync(env.message.role)
+                    env.reply(None)
+                else:
+                    env.reply(self._read(env.message))
                 continue
             if isinstance(env.message, NodeSilent):
                 # It touches every task on the node: decided alone, on the latest state.
@@ -281,13 +298,13 @@ class Manager(Actor):
         events, reply = self._deciders[type(message)](self.state, message)
         return restarting.review(self.state, events, self.restarts), reply
 
-    async def _resume_restarts(self) -> None:
+    async def _resume_restarts(self, arm: bool = True, watch: bool = True) -> None:
         """After a start: arm the backoffs the log has pending, and check what runs."""
         for task_id, r in self.state.restarts.items():
-            if r.waiting and self.restarter is not None:
+            if arm and r.waiting and self.restarter is not None:
                 await self.restarter.tell(Arm(task_id, r.not_before))
         for task in self.state.tasks.values():
-            if task.state == State.RUNNING:
+            if watch and task.state == State.RUNNING:
                 await self._watch(task.id)
 
     async def _watch(self, task_id: str) -> None:

@@ -206,3 +206,10 @@ class Unhealthy(msgspec.Struct, frozen=True):
 class Hold(msgspec.Struct, frozen=True):
     """To the Restarter, as orc shuts down: fire no more restarts (the log keeps them; the next
     start arms them again)."""
+
+
+class Resync(msgspec.Struct, frozen=True):
+    """To the manager, from a fresh actor that replaces a crashed one (`role`: scheduler,
+    restarter or health): send it again the state it derives from the log."""
+
+    role: str

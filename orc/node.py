@@ -25,6 +25,7 @@ from orc.config import Settings
 from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
+from orc.follower import numbered
 from orc.health import HealthChecker
 from orc.http.common import require_token, serve_app
 from orc.http.events_api import add_event_stream
@@ -147,20 +148,25 @@ def build(
         ),
         mailbox_size=MAILBOX,
     )
-    refs["restarter"] = sup.add("restarter", lambda: Restarter(lambda: manager, now))
+    refs["restarter"] = sup.add(
+        "restarter", numbered(lambda again: Restarter(lambda: manager, now, again))
+    )
     refs["health"] = sup.add(
         "health",
-        lambda: HealthChecker(
-            lambda: manager,
-            now,
-            settings.health_interval,
-            settings.health_timeout,
-            settings.health_failures,
+        numbered(
+            lambda again: HealthChecker(
+                lambda: manager,
+                now,
+                settings.health_interval,
+                settings.health_timeout,
+                settings.health_failures,
+                replaces_crashed=again,
+            )
         ),
     )
     refs["scheduler"] = sup.add(
         "scheduler",
-        lambda: Scheduler(lambda: manager, now, settings.scheduler),
+        numbered(lambda again: Scheduler(lambda: manager, now, settings.scheduler, again)),
         mailbox_size=MAILBOX,
     )
     cluster = Cluster(

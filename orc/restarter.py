@@ -13,14 +13,22 @@ from collections.abc import Callable
 
 import trio
 
-from actors import Actor, ActorRef, Mailbox
+from actors import ActorRef, Mailbox
+from orc.follower import ManagerFollower
 from orc.messages import Arm, Hold, RestartDue
 from orc.restarts import seconds_between
 
 
-class Restarter(Actor):
-    def __init__(self, manager: Callable[[], ActorRef], now: Callable[[], str]) -> None:
-        self.manager = manager
+class Restarter(ManagerFollower):
+    role = "restarter"
+
+    def __init__(
+        self,
+        manager: Callable[[], ActorRef],
+        now: Callable[[], str],
+        replaces_crashed: bool = False,
+    ) -> None:
+        super().__init__(manager, replaces_crashed)
         self.now = now
         self.timers: dict[str, trio.CancelScope] = {}
         self.held = False

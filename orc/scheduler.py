@@ -12,17 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from actors import Actor, ActorRef
+from actors import ActorRef
+from orc.follower import ManagerFollower
 from orc.messages import NodesChanged, Place, Schedule, TasksEnded, TasksPlaced
 from orc.model import Task
 from orc.scheduling import Placer, need_of
 
 
-class Scheduler(Actor):
+class Scheduler(ManagerFollower):
+    role = "scheduler"
+
     def __init__(
-        self, manager: Callable[[], ActorRef], now: Callable[[], str], policy: str = "epvm"
+        self,
+        manager: Callable[[], ActorRef],
+        now: Callable[[], str],
+        policy: str = "epvm",
+        replaces_crashed: bool = False,
     ) -> None:
-        self.manager = manager
+        super().__init__(manager, replaces_crashed)
         self.now = now
         self.placer = Placer(policy)
         # Tasks that fit nowhere, with the reason last told to the manager, in arrival order.
