@@ -14,6 +14,7 @@ from orc.events import (
     AnyEvent,
     NodeDown,
     NodeJoined,
+    NodeLogReset,
     TaskExited,
     TaskFailed,
     TaskLost,
@@ -23,7 +24,7 @@ from orc.events import (
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.messages import Join, NodeSilent, Place, Reply, Stop, Submit
+from orc.messages import Join, LogBehind, NodeSilent, Place, Reply, Stop, Submit
 from orc.model import State, spec_of
 from orc.state import ClusterState
 from orc.transitions import ACTIVE, TERMINAL
@@ -179,6 +180,18 @@ def node_down(state: ClusterState, cmd: NodeSilent) -> Decision:
         else:
             events.append(TaskFailed(at=cmd.now, task_id=task.id, error=error))
     return events, None
+
+
+def log_behind(state: ClusterState, cmd: LogBehind) -> Decision:
+    """A node whose log restarted (a wiped data directory) is followed from its new end."""
+    applied = state.node_seqs.get(cmd.node, 0)
+    if cmd.node not in state.nodes or cmd.last_seq >= applied:
+        return NONE
+    reason = (
+        f"its log ends at seq {cmd.last_seq} but updates up to {applied} were applied:"
+        " its data directory was replaced"
+    )
+    return [NodeLogReset(at=cmd.now, node=cmd.node, seq=cmd.last_seq, reason=reason)], None
 
 
 def join(state: ClusterState, cmd: Join) -> Decision:

@@ -40,6 +40,16 @@ class NodeDown(Event, frozen=True):
     reason: str
 
 
+class NodeLogReset(Event, frozen=True):
+    """A node's own log starts again at `seq`, below what the manager had applied from it: its
+    data directory was wiped or replaced. The manager follows the new log from `seq`; the tasks
+    the node no longer knows are reported lost when it reconciles."""
+
+    node: str
+    seq: int
+    reason: str
+
+
 class TaskSubmitted(Event, frozen=True):
     """A task was accepted; it is Pending with orc's fields set (`CreatedAt`, `Driver`)."""
 
@@ -163,6 +173,7 @@ class StateDigest(Event, frozen=True):
 AnyEvent = (
     NodeJoined
     | NodeDown
+    | NodeLogReset
     | TaskSubmitted
     | TaskUnplaced
     | TaskScheduled

@@ -44,6 +44,7 @@ from orc.messages import (
     Join,
     ListNodes,
     ListTasks,
+    LogBehind,
     NodesChanged,
     NodeSilent,
     Place,
@@ -85,6 +86,7 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     TaskLost: decide.lost,
     Join: decide.join,
     NodeSilent: decide.node_down,
+    LogBehind: decide.log_behind,
 }
 
 

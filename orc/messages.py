@@ -208,6 +208,14 @@ class Hold(msgspec.Struct, frozen=True):
     start arms them again)."""
 
 
+class LogBehind(msgspec.Struct, frozen=True):
+    """From a node's proxy: the node's log ends at `last_seq`, below what the manager applied."""
+
+    node: str
+    last_seq: int
+    now: str
+
+
 class Resync(msgspec.Struct, frozen=True):
     """To the manager, from a fresh actor that replaces a crashed one (`role`: scheduler,
     restarter or health): send it again the state it derives from the log."""

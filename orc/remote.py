@@ -19,11 +19,13 @@ import msgspec
 import trio
 
 from actors import Actor, ActorRef, Mailbox
+from orc.clock import now
 from orc.events import NodeDown, WorkerUpdate
 from orc.http.common import auth_headers
 from orc.messages import (
     GetLogs,
     ListWorkerTasks,
+    LogBehind,
     PlacedOn,
     Reconcile,
     RunTask,
@@ -207,7 +209,10 @@ class HttpWorkerProxy(Actor):
                     "GET", "/events", params={"after": self.seq}, timeout=timeout
                 ) as r:
                     if r.status_code != 200:
-                        text = (await r.aread()).decode(errors="replace")
+                        body = await r.aread()
+                        if await self._log_behind(r.status_code, body):
+                            continue
+                        text = body.decode(errors="replace")
                         raise _Refused(f"GET /events?after={self.seq}: {r.status_code} {text}")
                     if failing:
                         log.warning("node %s: update stream back from seq %d", self.node, self.seq)
@@ -229,6 +234,26 @@ class HttpWorkerProxy(Actor):
             await trio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
+    async def _log_behind(self, status: int, body: bytes) -> bool:
+        """The worker's log ends before the seq we follow from: its data directory was wiped.
+        Once the manager has logged that, follow the new log from its end."""
+        try:
+            last = msgspec.json.decode(body, type=_Behind).LastSeq
+        except msgspec.DecodeError:
+            return False
+        assert self.seq is not None
+        if status != 400 or last >= self.seq:
+            return False
+        log.warning(
+            "node %s: its log ends at seq %d, below the %d applied: following it from there",
+            self.node,
+            last,
+            self.seq,
+        )
+        await self.manager().ask(LogBehind(self.node, last, now()), timeout=ASK_TIMEOUT)
+        self.seq = last
+        return True
+
     async def _line(self, line: StreamLine) -> None:
         await self._seen()
         if line.Event is None:
@@ -243,15 +268,19 @@ class HttpWorkerProxy(Actor):
     async def _seen(self, force: bool = False) -> None:
         """Tell the monitor the node lives, at most ten times per TTL."""
         monitor = self.monitor()
-        now = trio.current_time()
-        if monitor is None or (not force and now - self._last_seen < self.ttl / 10):
+        at = trio.current_time()
+        if monitor is None or (not force and at - self._last_seen < self.ttl / 10):
             return
-        self._last_seen = now
+        self._last_seen = at
         await monitor.tell(Seen(self.node))
 
 
 class _Refused(Exception):
     pass
+
+
+class _Behind(msgspec.Struct):
+    LastSeq: int
 
 
 def _reconcile_body(tasks: tuple[Task, ...] | list[Task]) -> bytes:

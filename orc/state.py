@@ -20,6 +20,7 @@ from orc.events import (
     AnyEvent,
     NodeDown,
     NodeJoined,
+    NodeLogReset,
     StateDigest,
     TaskExited,
     TaskFailed,
@@ -204,6 +205,10 @@ def _node_joined(state: ClusterState, e: NodeJoined) -> None:
     state.down.pop(e.node.name, None)
 
 
+def _node_log_reset(state: ClusterState, e: NodeLogReset) -> None:
+    state.node_seqs[e.node] = e.seq
+
+
 def _node_down(state: ClusterState, e: NodeDown) -> None:
     state.down[e.node] = e.reason
 
@@ -223,6 +228,7 @@ _HANDLERS = {
     TaskLost: _lost,
     NodeJoined: _node_joined,
     NodeDown: _node_down,
+    NodeLogReset: _node_log_reset,
     TaskRestarting: _restarting,
     TaskRestarted: _restarted,
     TaskUnhealthy: _unhealthy,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -244,4 +245,33 @@ def test_static_worker_list(tmp_path: Path) -> None:
         assert c.nodes()["s1"]["State"] == "up"
     finally:
         worker.kill()
+        c.stop()
+
+
+def test_worker_back_with_a_wiped_data_dir_is_followed_from_its_new_log(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, workers=1)
+    try:
+        c.manager.start()
+        c.workers[0].start()
+        c.wait(lambda: c.nodes().get("w1", {}).get("State") == "up", message="w1 up")
+        done = [c.post(["true"]).json()["ID"] for _ in range(3)]
+        c.wait(lambda: all(c.tasks()[i]["State"] == 3 for i in done), message="first tasks")
+        running = c.post(["sleep", "60"]).json()["ID"]
+        c.wait(lambda: c.tasks()[running]["State"] == 2, message="a running task")
+
+        c.workers[0].kill()
+        for pid in c.pids().get(running, []):
+            psutil.Process(pid).kill()
+        shutil.rmtree(tmp_path / "w1")  # the machine was rebuilt: its log starts again at 1
+        c.workers[0].start()
+
+        # The task it no longer knows is lost; new work runs and its updates arrive.
+        c.wait(lambda: c.tasks()[running]["State"] == -1, message="the forgotten task fails")
+        after = c.post(["true"]).json()["ID"]
+        c.wait(lambda: c.tasks()[after]["State"] == 3, message="new updates arrive")
+        params = {"type": "NodeLogReset"}
+        with httpx.stream("GET", f"{c.url}/events", params=params, timeout=10) as stream:
+            reset = json.loads(next(stream.iter_lines()))
+        assert reset["Event"]["Node"] == "w1" and reset["Event"]["Seq"] == 0
+    finally:
         c.stop()

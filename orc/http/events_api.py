@@ -16,7 +16,7 @@ from quart_trio import QuartTrio
 
 from eventlog import EventLog
 from orc.events import TASK_EVENTS, AnyEvent
-from orc.http.common import error, json_response
+from orc.http.common import json_response
 from orc.validation import Invalid
 
 EVENT_TYPES = {cls.__name__ for cls in (*TASK_EVENTS, *AnyEvent.__args__)}  # type: ignore[attr-defined]
@@ -68,7 +68,8 @@ def add_event_stream(app: QuartTrio, log: EventLog, heartbeat: float = 5.0) -> N
                 410,
             )
         if after > log.last_seq:
-            return error(400, f"after={after} is beyond the log's last sequence {log.last_seq}")
+            message = f"after={after} is beyond the log's last sequence {log.last_seq}"
+            return json_response({"message": message, "LastSeq": log.last_seq}, 400)
 
         async def lines() -> AsyncIterator[bytes]:
             async for item in log.follow(after + 1, heartbeat=heartbeat):
