@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from actors import Actor, ActorRef
-from orc.messages import Resync
+from orc.messages import ResendState
 
 
 class ManagerFollower(Actor):
@@ -23,7 +23,7 @@ class ManagerFollower(Actor):
 
     async def started(self) -> None:
         if self.replaces_crashed:
-            await self.manager().tell(Resync(self.role))
+            await self.manager().tell(ResendState(self.role))
 
 
 def numbered(make: Callable[[bool], Actor]) -> Callable[[], Actor]:

@@ -51,8 +51,8 @@ from orc.messages import (
     PlacedOn,
     Reconcile,
     Reply,
+    ResendState,
     RestartDue,
-    Resync,
     RunTask,
     Schedule,
     Stop,
@@ -187,7 +187,7 @@ class Manager(Actor):
             if type(env.message) not in self._deciders:
                 await self._commit(group)
                 group, keys = [], set()
-                if isinstance(env.message, Resync):
+                if isinstance(env.message, ResendState):
                     await self._resync(env.message.role)
                     env.reply(None)
                 else:

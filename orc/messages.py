@@ -216,7 +216,7 @@ class LogBehind(msgspec.Struct, frozen=True):
     now: str
 
 
-class Resync(msgspec.Struct, frozen=True):
+class ResendState(msgspec.Struct, frozen=True):
     """To the manager, from a fresh actor that replaces a crashed one (`role`: scheduler,
     restarter or health): send it again the state it derives from the log."""
 

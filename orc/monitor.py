@@ -17,7 +17,7 @@ import trio
 from actors import Actor, ActorRef, Mailbox
 from orc.messages import AttachProxy, Join, ListNodes, NodeSilent, Reply
 from orc.model import NodeInfo
-from orc.remote import Resync, Seen
+from orc.remote import MoveTo, Resync, Seen
 
 log = logging.getLogger("orc.monitor")
 
@@ -104,12 +104,7 @@ class NodeMonitor(Actor):
                 f" {self.ttl:g} s (or choose another name)",
             )
         if known is not None and known.address != info.address and info.name in self.proxies:
-            log.warning(
-                "node %s moved from %s to %s; restart the manager to follow it there",
-                info.name,
-                known.address,
-                info.address,
-            )
+            await self.proxies[info.name].tell(MoveTo(info.address))
         return await self._heard(info)
 
     async def _heard(self, info: NodeInfo) -> Reply:

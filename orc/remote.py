@@ -46,6 +46,12 @@ class Resync(msgspec.Struct, frozen=True):
     """The node came back after being down: reconcile with it again."""
 
 
+class MoveTo(msgspec.Struct, frozen=True):
+    """The node registered again from another address: reach it there from now on."""
+
+    address: str
+
+
 class Seen(msgspec.Struct, frozen=True):
     """To the node monitor: something (a stream line, a registration) came from `node`."""
 
@@ -89,21 +95,41 @@ class HttpWorkerProxy(Actor):
         self.seq: int | None = None  # the last worker seq told to the manager
         self._lock = trio.Lock()  # orders and reconciles reach the worker one at a time
         self._client: httpx.AsyncClient | None = None
+        self._following = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
         self._last_seen = -1e9
 
     async def run(self, mailbox: Mailbox) -> None:
-        limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
-        async with httpx.AsyncClient(
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._connect()
+                await super().run(mailbox)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._client is not None:
+                with trio.CancelScope(shield=True):
+                    await self._client.aclose()
+
+    async def _connect(self) -> None:
+        """A client for the worker's current address, and its update stream followed anew (from
+        the last seq told to the manager, so nothing is missed or repeated)."""
+        self._following.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = httpx.AsyncClient(
             base_url=f"http://{self.address}",
             headers=auth_headers(self.token),
             timeout=httpx.Timeout(ASK_TIMEOUT),
-            limits=limits,
-        ) as client:
-            self._client = client
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._follow)
-                await super().run(mailbox)
-                nursery.cancel_scope.cancel()
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+        )
+        self._following = trio.CancelScope()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._follow_in, self._following)
+
+    async def _follow_in(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._follow()
 
     async def handle(self, message: object) -> object:
         match message:
@@ -117,6 +143,11 @@ class HttpWorkerProxy(Actor):
             case Resync():
                 self.down = False
                 await self._reconcile()
+            case MoveTo(address):
+                log.warning("node %s moved from %s to %s", self.node, self.address, address)
+                self.address = address
+                self.down = False
+                await self._connect()
             case NodeDown():
                 self.down = True
             case GetLogs(task_id):

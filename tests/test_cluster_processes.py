@@ -275,3 +275,26 @@ def test_worker_back_with_a_wiped_data_dir_is_followed_from_its_new_log(tmp_path
         assert reset["Event"]["Node"] == "w1" and reset["Event"]["Seq"] == 0
     finally:
         c.stop()
+
+
+def test_worker_back_at_another_address_is_followed_there(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, workers=1)
+    try:
+        c.manager.start()
+        c.workers[0].start()
+        c.wait(lambda: c.nodes().get("w1", {}).get("State") == "up", message="w1 up")
+        first = c.post(["true"]).json()["ID"]
+        c.wait(lambda: c.tasks()[first]["State"] == 3, message="runs at the first address")
+        c.workers[0].kill()
+        c.wait(lambda: c.nodes()["w1"]["State"] == "down", 5 * TTL, "w1 down")
+
+        moved = c._worker(0)  # same name and data dir, a new port
+        c.workers[0] = moved
+        moved.start()
+        new_port = moved.args[moved.args.index("--port") + 1]
+        c.wait(lambda: c.nodes()["w1"]["State"] == "up", message="w1 up again")
+        assert c.nodes()["w1"]["Address"] == f"127.0.0.1:{new_port}"
+        second = c.post(["true"]).json()["ID"]
+        c.wait(lambda: c.tasks()[second]["State"] == 3, message="runs at the new address")
+    finally:
+        c.stop()
