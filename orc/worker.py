@@ -16,7 +16,7 @@ import msgspec
 import trio
 
 from actors import Actor, ActorRef, Mailbox
-from orc.drivers.base import Exit, LaunchError
+from orc.drivers.base import DriverUnavailable, Exit, LaunchError
 from orc.events import TaskExited, TaskLost, TaskStarted
 from orc.messages import (
     Disown,
@@ -30,6 +30,8 @@ from orc.messages import (
 from orc.model import NodeInfo, State, Task
 
 log = logging.getLogger("orc.worker")
+
+RECONCILE_RETRY = 2.0  # seconds before asking a driver again that could not tell
 
 
 class Ping(msgspec.Struct, frozen=True):
@@ -227,11 +229,17 @@ class Worker(Actor):
             await self._report_again(entry)
             return
         driver = self.drivers.get(task.driver)
-        found = (
-            await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
-            if driver is not None
-            else None
-        )
+        try:
+            found = (
+                await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
+                if driver is not None
+                else None
+            )
+        except DriverUnavailable as exc:
+            log.warning("worker %s: task %s: %s; asking again", self.node.name, task.id, exc)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._reconcile_later, task)
+            return
         if isinstance(found, Exit):
             entry = Entry(msgspec.structs.replace(task, node=self.node.name))
             self.tasks[task.id] = entry
@@ -262,6 +270,13 @@ class Worker(Actor):
                     entry.task.id,
                 )
                 self._stop(entry.task.id)
+
+    async def _reconcile_later(self, task: Task) -> None:
+        """Once the driver can tell again (its engine is back), reconcile the task then: a
+        task must not be reported lost only because its engine was away for a moment."""
+        await trio.sleep(RECONCILE_RETRY)
+        if task.id not in self.tasks:
+            await self._reconcile(task)
 
     async def _report_again(self, entry: Entry) -> None:
         task = entry.task

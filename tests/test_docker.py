@@ -365,6 +365,50 @@ async def test_engine_goes_away_and_returns(
         nursery.cancel_scope.cancel()
 
 
+async def test_engine_away_while_orc_restarts_loses_no_container(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    """A worker that restarts while its engine is away must not report its containers lost:
+    "cannot tell" is not "gone". Once the engine is back it adopts them."""
+    sock = str(tmp_path / "docker.sock")
+    orc = e2e.Orc(tmp_path / "data", ORC_DOCKER_HOST=f"unix://{sock}", ORC_STOP_GRACE="1")
+    try:
+        async with trio.open_nursery() as nursery:
+            proxy = trio.CancelScope()
+
+            async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                with proxy:
+                    await _socket_proxy(sock, task_status=task_status)
+
+            await nursery.start(serve)
+            await trio.to_thread.run_sync(orc.start)
+            async with httpx.AsyncClient(base_url=orc.url, timeout=10) as client:
+                r = await client.post(
+                    "/tasks", json={"State": 2, "Task": {"Image": test_images["http"]}}
+                )
+                task_id = r.json()["Task"]["ID"]
+                running = await wait_for_state(client, task_id, 2, timeout=20)
+
+                await trio.to_thread.run_sync(orc.kill)  # SIGKILL: the container lives on
+                proxy.cancel()  # and the engine is away while orc starts again
+                await trio.to_thread.run_sync(orc.start)
+                await trio.sleep(1.0)
+                task = (await client.get(f"/tasks/{task_id}")).json()
+                assert task["State"] == 2, task
+
+                proxy = trio.CancelScope()
+                await nursery.start(serve)
+                await trio.sleep(3.0)  # the worker asks its driver again
+                assert (await client.get(f"/tasks/{task_id}")).json()["State"] == 2
+                assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
+                await wait_for_state(client, task_id, 3, timeout=20)
+                assert await _gone(engine, running["ContainerID"])
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(orc.kill)
+        await trio.to_thread.run_sync(_remove_all, engine, tmp_path / "data")
+
+
 # -- real orc processes: adoption and the seed README -------------------------------------------
 
 

@@ -12,5 +12,10 @@ class Exit(msgspec.Struct, frozen=True):
     error: str
 
 
+class DriverUnavailable(Exception):
+    """The driver cannot tell now (its engine does not answer): ask again later, and never
+    take "cannot tell" for "gone"."""
+
+
 class LaunchError(Exception):
     """The workload could not be started; the message is the task's `Error`."""

@@ -36,7 +36,7 @@ import trio
 import urllib3.exceptions
 from docker.utils import kwargs_from_env
 
-from orc.drivers.base import Exit, LaunchError
+from orc.drivers.base import DriverUnavailable, Exit, LaunchError
 from orc.model import HostPort, Task
 
 log = logging.getLogger("orc.docker")
@@ -395,8 +395,7 @@ class DockerDriver:
         try:
             return await self._call(self._find_sync, task_id)
         except (*_UNREACHABLE, EngineUnavailable) as exc:
-            log.warning("task %s: cannot look for its container: %s", task_id, exc)
-            return None
+            raise DriverUnavailable(f"cannot look for its container: {exc}") from None
 
     def _find_sync(self, task_id: str) -> DockerHandle | Exit | None:
         client = self.client()
