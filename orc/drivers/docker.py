@@ -36,7 +36,14 @@ import trio
 import urllib3.exceptions
 from docker.utils import kwargs_from_env
 
-from orc.drivers.base import DriverUnavailable, Exit, LaunchError
+from orc.drivers.base import (
+    DriverUnavailable,
+    Exit,
+    LaunchError,
+    read_output,
+    record_exit,
+    recorded_exit,
+)
 from orc.model import HostPort, Task
 
 log = logging.getLogger("orc.docker")
@@ -340,11 +347,11 @@ class DockerDriver:
             attrs = client.api.inspect_container(handle.container_id)
         except docker.errors.NotFound:
             result = Exit(None, f"container {handle.container_id[:12]} was removed outside orc")
-            self._record_exit(handle.task_id, result)
+            record_exit(self.workdir(handle.task_id), result)
             return result
         except docker.errors.APIError as exc:
             result = Exit(None, f"lost track of container {handle.container_id[:12]}: {exc}")
-            self._record_exit(handle.task_id, result)
+            record_exit(self.workdir(handle.task_id), result)
             return result
         spec = (attrs.get("HostConfig") or {}).get("Memory") or 0
         result = _exit_of(attrs.get("State") or {}, spec)
@@ -365,14 +372,9 @@ class DockerDriver:
             f.write(out)
         with open(workdir / "stderr", "ab") as f:
             f.write(err)
-        self._record_exit(task_id, result)
+        record_exit(workdir, result)
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(cid, force=True)
-
-    def _record_exit(self, task_id: str, result: Exit) -> None:
-        with contextlib.suppress(OSError):
-            self.workdir(task_id).mkdir(parents=True, exist_ok=True)
-            (self.workdir(task_id) / "exit").write_bytes(msgspec.json.encode(result))
 
     async def stop(self, handle: DockerHandle) -> None:
         """`docker stop` with the grace period (SIGTERM, then SIGKILL), then removal by `wait`."""
@@ -410,9 +412,7 @@ class DockerDriver:
                 result = _exit_of(attrs.get("State") or {}, memory)
                 self._archive(client, task_id, c["Id"], result)
                 return result
-        with contextlib.suppress(FileNotFoundError, msgspec.DecodeError):
-            return msgspec.json.decode((self.workdir(task_id) / "exit").read_bytes(), type=Exit)
-        return None
+        return recorded_exit(self.workdir(task_id))
 
     async def saved_tasks(self) -> list[Task]:
         """Tasks with a container of this node and cluster (to adopt after a restart)."""
@@ -436,9 +436,7 @@ class DockerDriver:
         """Output kept from ended containers, then the live container's output."""
 
         def read() -> tuple[bytes, bytes]:
-            workdir = self.workdir(task_id)
-            out = (workdir / "stdout").read_bytes() if (workdir / "stdout").exists() else b""
-            err = (workdir / "stderr").read_bytes() if (workdir / "stderr").exists() else b""
+            out, err = read_output(self.workdir(task_id))
             with contextlib.suppress(*_UNREACHABLE, EngineUnavailable, docker.errors.APIError):
                 api = self.client().api
                 for c in self._containers(task_id):

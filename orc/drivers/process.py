@@ -8,7 +8,6 @@ reads them to adopt a process that outlived orc, or to report how it ended.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 import msgspec
 import trio
 
-from orc.drivers.base import Exit, LaunchError
+from orc.drivers.base import Exit, LaunchError, read_output, record_exit, recorded_exit
 from orc.model import Task
 
 
@@ -78,7 +77,8 @@ def _prepare(workdir: Path) -> tuple[int, int]:
     return os.open(workdir / "stdout", flags, 0o644), os.open(workdir / "stderr", flags, 0o644)
 
 
-def _write_run(workdir: Path, record: RunRecord) -> None:
+def _write_run(workdir: Path, task: Task, pid: int) -> None:
+    record = RunRecord(task, pid, _start_time(pid) or 0)
     (workdir / "run.json").write_bytes(msgspec.json.encode(record))
 
 
@@ -123,8 +123,7 @@ class ProcessDriver:
         finally:
             os.close(out)
             os.close(err)
-        record = RunRecord(task, process.pid, _start_time(process.pid) or 0)
-        await trio.to_thread.run_sync(_write_run, workdir, record, limiter=self._files)
+        await trio.to_thread.run_sync(_write_run, workdir, task, process.pid, limiter=self._files)
         return ProcessHandle(task.id, process.pid, process)
 
     async def wait(self, handle: ProcessHandle) -> Exit:
@@ -142,7 +141,8 @@ class ProcessDriver:
                 )
         finally:
             handle.exited.set()
-        self._record_exit(handle.task_id, result)
+        workdir = self.workdir(handle.task_id)
+        await trio.to_thread.run_sync(record_exit, workdir, result, limiter=self._files)
         return result
 
     def _exit_of(self, code: int) -> Exit:
@@ -151,10 +151,6 @@ class ProcessDriver:
         if code < 0:
             return Exit(128 - code, f"killed by {_signal_name(-code)}")
         return Exit(code, f"exited with status {code}")
-
-    def _record_exit(self, task_id: str, result: Exit) -> None:
-        with contextlib.suppress(OSError):
-            (self.workdir(task_id) / "exit").write_bytes(msgspec.json.encode(result))
 
     async def _wait_adopted(self, pid: int) -> None:
         try:
@@ -188,8 +184,9 @@ class ProcessDriver:
     def find(self, task_id: str) -> ProcessHandle | Exit | None:
         """After a restart: the live process to adopt, how it ended, or None if never started."""
         workdir = self.workdir(task_id)
-        with contextlib.suppress(FileNotFoundError, msgspec.DecodeError):
-            return msgspec.json.decode((workdir / "exit").read_bytes(), type=Exit)
+        ended = recorded_exit(workdir)
+        if ended is not None:
+            return ended
         record = _read_run(workdir)
         if record is None:
             return None
@@ -208,8 +205,7 @@ class ProcessDriver:
                 tasks.append(record.task)
         return tasks
 
-    def logs(self, task_id: str) -> tuple[bytes, bytes]:
-        workdir = self.workdir(task_id)
-        out = (workdir / "stdout").read_bytes() if (workdir / "stdout").exists() else b""
-        err = (workdir / "stderr").read_bytes() if (workdir / "stderr").exists() else b""
-        return out, err
+    async def logs(self, task_id: str) -> tuple[bytes, bytes]:
+        return await trio.to_thread.run_sync(
+            read_output, self.workdir(task_id), limiter=self._files
+        )
