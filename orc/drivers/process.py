@@ -21,10 +21,22 @@ from orc.drivers.base import Exit, LaunchError, read_output, record_exit, record
 from orc.model import Task
 
 
+async def _exited(pid: int) -> None:
+    """Until process `pid` has ended: a pidfd is readable then, child of orc or not."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
 class ProcessHandle:
     """A running process: one we started (`process`), or one adopted after a restart."""
 
-    def __init__(self, task_id: str, pid: int, process: trio.Process | None) -> None:
+    def __init__(self, task_id: str, pid: int, process: subprocess.Popen[bytes] | None) -> None:
         self.task_id = task_id
         self.pid = pid
         self.process = process
@@ -77,9 +89,27 @@ def _prepare(workdir: Path) -> tuple[int, int]:
     return os.open(workdir / "stdout", flags, 0o644), os.open(workdir / "stderr", flags, 0o644)
 
 
-def _write_run(workdir: Path, task: Task, pid: int) -> None:
-    record = RunRecord(task, pid, _start_time(pid) or 0)
+def _spawn(workdir: Path, task: Task, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Everything a launch does that blocks, in one trip to a thread: the working directory,
+    the output files, the process (in a session of its own, so that a stop reaches its
+    children and it outlives a killed orc) and its run record."""
+    out, err = _prepare(workdir)
+    try:
+        popen = subprocess.Popen(
+            list(task.cmd or ()),
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    finally:
+        os.close(out)
+        os.close(err)
+    record = RunRecord(task, popen.pid, _start_time(popen.pid) or 0)
     (workdir / "run.json").write_bytes(msgspec.json.encode(record))
+    return popen
 
 
 def _read_run(workdir: Path) -> RunRecord | None:
@@ -102,38 +132,25 @@ class ProcessDriver:
         return self.root / task_id
 
     async def start(self, task: Task) -> ProcessHandle:
-        workdir = self.workdir(task.id)
-        out, err = await trio.to_thread.run_sync(_prepare, workdir, limiter=self._files)
         env = dict(os.environ)
         env.update(item.split("=", 1) for item in task.env or ())
         env["ORC_TASK_ID"] = task.id
         try:
-            process = await trio.lowlevel.open_process(
-                list(task.cmd or ()),
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
+            popen = await trio.to_thread.run_sync(
+                _spawn, self.workdir(task.id), task, env, limiter=self._files
             )
         except OSError as exc:
             argv0 = (task.cmd or [""])[0]
             raise LaunchError(f"cannot start {argv0!r}: {exc.strerror or exc}") from None
-        finally:
-            os.close(out)
-            os.close(err)
-        await trio.to_thread.run_sync(_write_run, workdir, task, process.pid, limiter=self._files)
-        return ProcessHandle(task.id, process.pid, process)
+        return ProcessHandle(task.id, popen.pid, popen)
 
     async def wait(self, handle: ProcessHandle) -> Exit:
         """Until the process ends; records how it ended in the `exit` file."""
         try:
+            await _exited(handle.pid)
             if handle.process is not None:
-                code = await handle.process.wait()
-                result = self._exit_of(code)
+                result = self._exit_of(handle.process.wait())  # it has ended: no blocking
             else:
-                await self._wait_adopted(handle.pid)
                 result = Exit(
                     None,
                     "exit status unknown: orc adopted this process after a restart and a process"
@@ -151,16 +168,6 @@ class ProcessDriver:
         if code < 0:
             return Exit(128 - code, f"killed by {_signal_name(-code)}")
         return Exit(code, f"exited with status {code}")
-
-    async def _wait_adopted(self, pid: int) -> None:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        finally:
-            os.close(fd)
 
     async def stop(self, handle: ProcessHandle) -> None:
         """SIGTERM to the task's process group, SIGKILL after the grace period."""
