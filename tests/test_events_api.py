@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 import trio
 
-from tests.conftest import RunningCluster, wait_for_state
+from tests.conftest import RunningCluster, make_settings, running_cluster, wait_for_state
 
 
 async def _read_lines(client: httpx.AsyncClient, params: dict, count: int) -> list[dict]:
@@ -79,3 +80,23 @@ async def test_bad_queries(cluster: RunningCluster) -> None:
     assert r.status_code == 400 and "Nope" in r.json()["message"]
     r = await cluster.manager.get("/events", params={"after": 10**9})
     assert r.status_code == 400 and "beyond" in r.json()["message"]
+
+
+async def test_compacted_sequence_is_410_with_the_earliest_left(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        ORC_SEGMENT_BYTES="2000",
+        ORC_SNAPSHOT_EVERY="10",
+        ORC_RETAIN_EVENTS="0",
+        ORC_DIGEST_EVERY="0",
+    )
+    async with running_cluster(settings) as cluster:
+        for _ in range(8):
+            await _run_task(cluster)
+        r = await cluster.manager.get("/events", params={"after": 0})
+        assert r.status_code == 410
+        earliest = r.json()["EarliestSeq"]
+        assert earliest > 1
+        assert f"after={earliest - 1}" in r.json()["message"]
+        lines = await _read_lines(cluster.manager, {"after": earliest - 1}, 1)
+        assert lines[0]["Seq"] == earliest
