@@ -70,16 +70,8 @@ class NodeMonitor(Actor):
 
     async def run(self, mailbox: Mailbox) -> None:
         async with trio.open_nursery() as nursery:
-            await self.started()
-            nursery.start_soon(self._watch)
-            while True:
-                env = await mailbox.receive()
-                try:
-                    result = await self.handle(env.message)
-                except Exception as exc:
-                    env.fail(exc)
-                    raise
-                env.reply(result)
+            nursery.start_soon(self._watch)  # its first look comes a tenth of a TTL later
+            await super().run(mailbox)
 
     async def handle(self, message: object) -> object:
         match message:
