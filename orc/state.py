@@ -36,7 +36,7 @@ from orc.events import (
 )
 from orc.model import NodeInfo, State, Task
 from orc.restarts import RestartState, fmt_seconds
-from orc.transitions import IllegalTransition, is_legal
+from orc.transitions import LEGAL_PAIRS, IllegalTransition
 
 _replace = msgspec.structs.replace
 
@@ -78,10 +78,11 @@ def _saw(state: ClusterState, node: str, worker_seq: int) -> None:
         state.node_seqs[node] = worker_seq
 
 
-def _move(task: Task, dst: State, at: str, **changes: object) -> Task:
-    if not is_legal(task.state, dst):
+def _legal(task: Task, dst: State) -> State:
+    """`dst`, if the table allows the task to move there; IllegalTransition if not."""
+    if (task.state, dst) not in LEGAL_PAIRS:
         raise IllegalTransition(task.id, State(task.state), dst)
-    return _replace(task, state=dst, updated_at=at, **changes)
+    return dst
 
 
 def _submitted(state: ClusterState, e: TaskSubmitted) -> None:
@@ -95,16 +96,18 @@ def _unplaced(state: ClusterState, e: TaskUnplaced) -> None:
 
 def _scheduled(state: ClusterState, e: TaskScheduled) -> None:
     task = state.tasks[e.task_id]
-    state.tasks[e.task_id] = _move(task, State.SCHEDULED, e.at, node=e.node, error="")
+    state.tasks[e.task_id] = _replace(
+        task, state=_legal(task, State.SCHEDULED), updated_at=e.at, node=e.node, error=""
+    )
 
 
 def _started(state: ClusterState, e: TaskStarted) -> None:
     _saw(state, e.node, e.worker_seq)
     task = state.tasks[e.task_id]
-    state.tasks[e.task_id] = _move(
+    state.tasks[e.task_id] = _replace(
         task,
-        State.RUNNING,
-        e.at,
+        state=_legal(task, State.RUNNING),
+        updated_at=e.at,
         starts_at=e.at,
         container_id=e.container_id,
         host_ports=e.host_ports,
@@ -120,8 +123,13 @@ def _exited(state: ClusterState, e: TaskExited) -> None:
         return
     ok = e.stopped or e.exit_code == 0
     dst = State.COMPLETED if ok else State.FAILED
-    state.tasks[e.task_id] = _move(
-        task, dst, e.at, finished_at=e.at, exit_code=e.exit_code, error=e.error
+    state.tasks[e.task_id] = _replace(
+        task,
+        state=_legal(task, dst),
+        updated_at=e.at,
+        finished_at=e.at,
+        exit_code=e.exit_code,
+        error=e.error,
     )
     state.stop_requested.discard(e.task_id)
     state.unhealthy.pop(e.task_id, None)
@@ -131,15 +139,23 @@ def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
     task = state.tasks[e.task_id]
     if task.state == State.PENDING:
         # Never placed, so nothing to stop: the table allows only Failed from Pending.
-        state.tasks[e.task_id] = _move(
-            task, State.FAILED, e.at, finished_at=e.at, error="stopped before it was placed"
+        state.tasks[e.task_id] = _replace(
+            task,
+            state=_legal(task, State.FAILED),
+            updated_at=e.at,
+            finished_at=e.at,
+            error="stopped before it was placed",
         )
     else:
         if state.waiting(e.task_id):
             # Waiting out a restart backoff: nothing runs, so it ends now, for good.
             error = "stopped while waiting to restart"
-            state.tasks[e.task_id] = _move(
-                task, State.COMPLETED, e.at, finished_at=e.at, error=error
+            state.tasks[e.task_id] = _replace(
+                task,
+                state=_legal(task, State.COMPLETED),
+                updated_at=e.at,
+                finished_at=e.at,
+                error=error,
             )
             del state.restarts[e.task_id]
             return
@@ -150,7 +166,9 @@ def _failed(state: ClusterState, e: TaskFailed) -> None:
     task = state.tasks[e.task_id]
     if state.waiting(e.task_id):
         return  # the end of a run that a `TaskRestarting` restarts (see `_exited`)
-    state.tasks[e.task_id] = _move(task, State.FAILED, e.at, finished_at=e.at, error=e.error)
+    state.tasks[e.task_id] = _replace(
+        task, state=_legal(task, State.FAILED), updated_at=e.at, finished_at=e.at, error=e.error
+    )
     state.stop_requested.discard(e.task_id)
     state.unhealthy.pop(e.task_id, None)
 
@@ -173,7 +191,9 @@ def _restarting(state: ClusterState, e: TaskRestarting) -> None:
         # It never ran (its launch failed): it stays Scheduled, now waiting out a backoff.
         state.tasks[e.task_id] = _replace(task, updated_at=e.at, **changes)
     else:
-        state.tasks[e.task_id] = _move(task, State.SCHEDULED, e.at, **changes)
+        state.tasks[e.task_id] = _replace(
+            task, state=_legal(task, State.SCHEDULED), updated_at=e.at, **changes
+        )
     state.restarts[e.task_id] = RestartState(e.streak, e.not_before)
     state.unhealthy.pop(e.task_id, None)
 

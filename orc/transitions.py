@@ -16,11 +16,11 @@ TERMINAL = frozenset({State.COMPLETED, State.FAILED})
 ACTIVE = frozenset({State.SCHEDULED, State.RUNNING})
 
 
-_PAIRS = frozenset((src, dst) for src, dsts in LEGAL.items() for dst in dsts)
+LEGAL_PAIRS = frozenset((src, dst) for src, dsts in LEGAL.items() for dst in dsts)
 
 
 def is_legal(src: State, dst: State) -> bool:
-    return (src, dst) in _PAIRS
+    return (src, dst) in LEGAL_PAIRS
 
 
 class IllegalTransition(Exception):
