@@ -254,7 +254,8 @@ async def test_missing_image_fails_fast_and_bad_specs_are_400(
     tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
 ) -> None:
     async with docker_cluster(tmp_path / "data", engine) as c:
-        missing = f"orc-test/missing-{uuid.uuid4().hex[:6]}:nope"
+        # a registry on this machine that refuses at once: no traffic leaves it
+        missing = f"127.0.0.1:1/orc-test/missing-{uuid.uuid4().hex[:6]}:nope"
         started = time.monotonic()
         task_id = await c.submit(Name="missing", Image=missing)
         failed = await wait_for_state(c.manager, task_id, -1, timeout=10)
