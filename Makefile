@@ -24,8 +24,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check orc actors eventlog tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/eventlog.py
-	$(BIN)/python bench/launch.py
+	for b in eventlog launch replay propagation scheduler docker_launch; do \
+		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
