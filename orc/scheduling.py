@@ -281,12 +281,6 @@ def pick(candidates: Sequence[NodeInfo], keys: Sequence[Key]) -> NodeInfo:
     return candidates[best]
 
 
-def pick_round_robin(candidates: Sequence[NodeInfo], cursor: int) -> tuple[NodeInfo, int]:
-    """The candidate after the last one picked; returns it and the new cursor."""
-    cursor = (cursor + 1) % len(candidates)
-    return candidates[cursor], cursor
-
-
 class Choice(NamedTuple):
     node: str  # "" when no node can run the task
     reason: str

@@ -21,7 +21,7 @@ from orc.events import (
 )
 from orc.messages import Join, Place, Stop, Submit
 from orc.model import NodeInfo, State, Task, TaskEvent, for_wire
-from orc.scheduling import pick_round_robin, select_candidates
+from orc.scheduling import choose, select_candidates
 from orc.state import ClusterState, apply, replay
 from orc.transitions import LEGAL, IllegalTransition, is_legal
 
@@ -234,8 +234,9 @@ def test_round_robin_cycles() -> None:
     nodes = [msgspec.structs.replace(NODE, name=f"w{i}") for i in range(3)]
     cursor, picked = -1, []
     for _ in range(4):
-        node, cursor = pick_round_robin(nodes, cursor)
-        picked.append(node.name)
+        choice = choose("roundrobin", _task(), nodes, {}, cursor)
+        cursor = choice.cursor
+        picked.append(choice.node)
     assert picked == ["w0", "w1", "w2", "w0"]
 
 
