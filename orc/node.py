@@ -29,6 +29,7 @@ from orc.follower import numbered
 from orc.health import HealthChecker
 from orc.http.common import require_token, serve_app
 from orc.http.events_api import add_event_stream
+from orc.http.history_api import add_history_route
 from orc.http.manager_api import manager_app
 from orc.http.nodes_api import add_manager_node_routes
 from orc.http.worker_api import worker_app
@@ -113,6 +114,7 @@ def manager_http_app(
     app = manager_app(cluster.manager, settings.max_body, workers)
     add_event_stream(app, cluster.log)
     add_manager_node_routes(app, cluster.manager, monitor)
+    add_history_route(app, cluster.manager, Path(cluster.log.directory))
     require_token(app, settings.token)
     return app
 

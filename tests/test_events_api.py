@@ -100,3 +100,25 @@ async def test_compacted_sequence_is_410_with_the_earliest_left(tmp_path: Path) 
         assert f"after={earliest - 1}" in r.json()["message"]
         lines = await _read_lines(cluster.manager, {"after": earliest - 1}, 1)
         assert lines[0]["Seq"] == earliest
+
+
+async def test_task_history_tells_its_life_with_time_per_state(cluster: RunningCluster) -> None:
+    task_id = await _run_task(cluster)
+    r = await cluster.manager.get(f"/tasks/{task_id}/history")
+    assert r.status_code == 200, r.text
+    story = r.json()
+    assert story["task"]["ID"] == task_id and story["task"]["StateName"] == "Completed"
+    assert [p["state"] for p in story["periods"]] == [
+        "Pending",
+        "Scheduled",
+        "Running",
+        "Completed",
+    ]
+    assert [row["event"] for row in story["rows"]][:2] == ["submitted", "scheduled"]
+    assert set(story["totals"]) == {"Pending", "Scheduled", "Running"}
+    assert all(seconds >= 0 for seconds in story["totals"].values())
+
+    unknown = await cluster.manager.get(f"/tasks/{uuid.uuid4()}/history")
+    assert unknown.status_code == 404 and "no task" in unknown.json()["message"]
+    bad = await cluster.manager.get("/tasks/not-a-uuid/history")
+    assert bad.status_code == 400
