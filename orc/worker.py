@@ -7,7 +7,6 @@ too, so a slow stop never holds up the mailbox.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import msgspec
 import trio
 
 from actors import Actor, ActorRef, Mailbox
-from orc.drivers.base import DriverUnavailable, Exit, LaunchError
+from orc.drivers.base import Driver, DriverUnavailable, Exit, LaunchError
 from orc.events import TaskExited, TaskLost, TaskStarted
 from orc.messages import (
     Disown,
@@ -38,13 +37,6 @@ class Ping(msgspec.Struct, frozen=True):
     """Answered once every message before it has been handled."""
 
 
-async def _maybe_await(value: object) -> object:
-    """Driver calls may be plain (process: local files) or async (docker: SDK in threads)."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
 @dataclass
 class Entry:
     """One task as this worker knows it."""
@@ -60,7 +52,7 @@ class Worker(Actor):
     def __init__(
         self,
         node: NodeInfo,
-        drivers: dict[str, object],
+        drivers: dict[str, Driver],
         updates: ActorRef,
         now: Callable[[], str],
     ) -> None:
@@ -120,10 +112,10 @@ class Worker(Actor):
         assert self._nursery is not None
         self._nursery.start_soon(self._launch, entry, driver)
 
-    async def _launch(self, entry: Entry, driver: object) -> None:
+    async def _launch(self, entry: Entry, driver: Driver) -> None:
         """Start in the background, so that many launches overlap their file and process work."""
         try:
-            handle = await driver.start(entry.task)  # type: ignore[attr-defined]
+            handle = await driver.start(entry.task)
         except LaunchError as exc:
             await self._finish(entry, Exit(None, str(exc)))
             return
@@ -156,7 +148,7 @@ class Worker(Actor):
 
     async def _watch(self, entry: Entry) -> None:
         driver = self.drivers[entry.task.driver]
-        result = await driver.wait(entry.handle)  # type: ignore[attr-defined]
+        result = await driver.wait(entry.handle)
         await self._finish(entry, result)
 
     async def _finish(self, entry: Entry, result: Exit) -> None:
@@ -197,7 +189,7 @@ class Worker(Actor):
             return True
         driver = self.drivers[entry.task.driver]
         assert self._nursery is not None
-        self._nursery.start_soon(driver.stop, entry.handle)  # type: ignore[attr-defined]
+        self._nursery.start_soon(driver.stop, entry.handle)
         return True
 
     async def _shutdown(self) -> None:
@@ -213,8 +205,8 @@ class Worker(Actor):
     async def _adopt_survivors(self) -> None:
         """Processes that outlived a restart of this worker are watched again, not duplicated."""
         for driver in self.drivers.values():
-            for task in await _maybe_await(driver.saved_tasks()):  # type: ignore[attr-defined]
-                found = await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
+            for task in await driver.saved_tasks():
+                found = await driver.find(task.id)
                 if found is not None and not isinstance(found, Exit):
                     log.info("worker %s: adopted task %s still running", self.node.name, task.id)
                     self.tasks[task.id] = Entry(
@@ -230,11 +222,7 @@ class Worker(Actor):
             return
         driver = self.drivers.get(task.driver)
         try:
-            found = (
-                await _maybe_await(driver.find(task.id))  # type: ignore[attr-defined]
-                if driver is not None
-                else None
-            )
+            found = await driver.find(task.id) if driver is not None else None
         except DriverUnavailable as exc:
             log.warning("worker %s: task %s: %s; asking again", self.node.name, task.id, exc)
             assert self._nursery is not None
@@ -315,4 +303,4 @@ class Worker(Actor):
         driver = self.drivers.get(name)
         if driver is None:
             return None
-        return await _maybe_await(driver.logs(task_id))  # type: ignore[attr-defined,return-value]
+        return await driver.logs(task_id)

@@ -1,11 +1,15 @@
-"""What every driver shares: how a workload ended, and why it could not start."""
+"""What every driver shares: the interface the worker calls, how a workload ended, why it
+could not start, and the files a task's working directory keeps."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
+
+from orc.model import Task
 
 
 class Exit(msgspec.Struct, frozen=True):
@@ -43,6 +47,36 @@ def _read_or_empty(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         return b""
+
+
+class Driver(Protocol):
+    """What the Worker asks of a driver. Every call is async: drivers do their blocking work
+    (files, processes, the Docker SDK) in threads, never on the event loop.
+
+    A handle (what `start` and `find` return) has `container_id`, `host_ports`,
+    `stop_requested` and an `exited` trio.Event.
+    """
+
+    name: str
+
+    async def start(self, task: Task) -> Any:
+        """Run the task; LaunchError with the reason when it cannot."""
+
+    async def wait(self, handle: Any) -> Exit:
+        """Until the workload ends; how it ended, also recorded in its working directory."""
+
+    async def stop(self, handle: Any) -> None:
+        """Stop it (gracefully, then by force) and return once it has ended."""
+
+    async def find(self, task_id: str) -> Any:
+        """After a restart: the live workload to adopt (a handle), how it ended (an Exit), or
+        None if it never ran. DriverUnavailable when the driver cannot tell now."""
+
+    async def saved_tasks(self) -> list[Task]:
+        """The tasks this driver has workloads or records of, to adopt after a restart."""
+
+    async def logs(self, task_id: str) -> tuple[bytes, bytes]:
+        """The task's stdout and stderr, kept after it ends."""
 
 
 class DriverUnavailable(Exception):

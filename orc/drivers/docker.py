@@ -196,9 +196,6 @@ class DockerDriver:
     # -- launch --------------------------------------------------------------------------------
 
     async def start(self, task: Task) -> DockerHandle:
-        workdir = self.workdir(task.id)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "exit").unlink(missing_ok=True)
         try:
             container_id, host_ports = await self._call(self._start_sync, task)
         except EngineUnavailable as exc:
@@ -213,6 +210,9 @@ class DockerDriver:
     def _start_sync(self, task: Task) -> tuple[str, dict[str, list[HostPort]] | None]:
         """Create, start, inspect: the low-level API, three engine calls (the image's own
         inspect is cached for a few seconds), as few as a direct SDK launch makes."""
+        workdir = self.workdir(task.id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "exit").unlink(missing_ok=True)  # an earlier run's end
         api = self.client().api
         try:
             image = self._image(api, task.image)
@@ -342,15 +342,14 @@ class DockerDriver:
 
     def _wait_sync(self, handle: DockerHandle) -> Exit:
         client = self.client()
+        cid = handle.container_id
         try:
-            client.api.wait(handle.container_id, timeout=None)
-            attrs = client.api.inspect_container(handle.container_id)
-        except docker.errors.NotFound:
-            result = Exit(None, f"container {handle.container_id[:12]} was removed outside orc")
-            record_exit(self.workdir(handle.task_id), result)
-            return result
+            client.api.wait(cid, timeout=None)
+            attrs = client.api.inspect_container(cid)
         except docker.errors.APIError as exc:
-            result = Exit(None, f"lost track of container {handle.container_id[:12]}: {exc}")
+            gone = isinstance(exc, docker.errors.NotFound)
+            reason = "was removed outside orc" if gone else f"could not be followed: {exc}"
+            result = Exit(None, f"container {cid[:12]} {reason}")
             record_exit(self.workdir(handle.task_id), result)
             return result
         spec = (attrs.get("HostConfig") or {}).get("Memory") or 0

@@ -188,7 +188,10 @@ class ProcessDriver:
             if exc.errno != errno.EPERM:
                 raise
 
-    def find(self, task_id: str) -> ProcessHandle | Exit | None:
+    async def find(self, task_id: str) -> ProcessHandle | Exit | None:
+        return await trio.to_thread.run_sync(self._find, task_id, limiter=self._files)
+
+    def _find(self, task_id: str) -> ProcessHandle | Exit | None:
         """After a restart: the live process to adopt, how it ended, or None if never started."""
         workdir = self.workdir(task_id)
         ended = recorded_exit(workdir)
@@ -201,9 +204,12 @@ class ProcessDriver:
             return ProcessHandle(task_id, record.pid, None)
         return Exit(None, "the process ended while orc was not running; its exit status is unknown")
 
-    def saved_tasks(self) -> list[Task]:
+    async def saved_tasks(self) -> list[Task]:
         """Tasks this driver has a working directory for (to adopt after a worker restart)."""
-        tasks = []
+        return await trio.to_thread.run_sync(self._saved_tasks, limiter=self._files)
+
+    def _saved_tasks(self) -> list[Task]:
+        tasks: list[Task] = []
         if not self.root.is_dir():
             return tasks
         for entry in self.root.iterdir():
