@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from actors import ActorRef, Supervisor
 from eventlog import EventLog
 from orc.clock import now
 from orc.config import Settings
+from orc.drivers.base import Driver
 from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.events import AnyEvent
@@ -96,7 +97,7 @@ def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) 
 
 def worker_drivers(
     settings: Settings, name: str, docker_limiter: trio.CapacityLimiter
-) -> dict[str, object]:
+) -> dict[str, Driver]:
     """The drivers of worker `name`; docker is used only while an engine answers."""
     return {
         "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
@@ -174,19 +175,11 @@ def build(
     cluster = Cluster(
         event_log, manager, refs["scheduler"], restarter=refs["restarter"], health=refs["health"]
     )
-    cores, memory, disk = capacity(settings.data_dir)
     docker_limiter = trio.CapacityLimiter(8)
     for i in range(settings.worker_count):
         name = f"worker-{i + 1}"
         port = settings.worker_port + i
-        info = NodeInfo(
-            name=name,
-            address=f"{settings.worker_host}:{port}",
-            drivers=("process", "docker") if docker_up else ("process",),
-            cores=cores,
-            memory=memory,
-            disk=disk,
-        )
+        info = node_info(name, f"{settings.worker_host}:{port}", settings.data_dir, docker_up)
         drivers = worker_drivers(settings, name, docker_limiter)
         worker, proxy = _add_worker(sup, info, drivers, manager)
         proxies[name] = proxy
@@ -195,7 +188,7 @@ def build(
 
 
 def _add_worker(
-    sup: Supervisor, info: NodeInfo, drivers: dict[str, object], manager: ActorRef
+    sup: Supervisor, info: NodeInfo, drivers: dict[str, Driver], manager: ActorRef
 ) -> tuple[ActorRef, ActorRef]:
     refs: dict[str, ActorRef] = {}
     refs["proxy"] = sup.add(
@@ -258,7 +251,7 @@ async def run_cluster(
             for node in cluster.workers:
                 await cluster.manager.ask(Join(node.info, now()), timeout=30)
                 announce(f"Orc worker {node.info.name} drivers: {', '.join(node.info.drivers)}")
-                nursery.start_soon(_watch_engine, cluster, node, settings.docker_ping)
+                nursery.start_soon(_rejoin_on_engine_change, cluster, node, settings.docker_ping)
             await _report_strays(cluster)
             async with trio.open_nursery() as servers:
                 for node in cluster.workers:
@@ -284,23 +277,42 @@ async def run_cluster(
     log.info("orc stopped; event log closed at sequence %d", event_log.last_seq)
 
 
-async def _watch_engine(cluster: Cluster, node: WorkerNode, interval: float) -> None:
-    """Probe the Docker engine every `interval` s; when it goes or comes back, the node joins
-    again with its new driver list, so the scheduler places (or stops placing) docker tasks."""
-    assert node.docker is not None
+async def watch_engine(
+    docker: DockerDriver,
+    info: Callable[[], NodeInfo],
+    changed: Callable[[NodeInfo], Awaitable[object]],
+    interval: float,
+) -> None:
+    """Probe the Docker engine every `interval` s; when it goes or comes back, hand `changed`
+    the node's new NodeInfo, so that docker tasks are placed there only while it answers."""
     while True:
         await trio.sleep(interval)
-        up = await node.docker.ping()
-        if up == ("docker" in node.info.drivers):
+        up = await docker.ping()
+        current = info()
+        if up == ("docker" in current.drivers):
             continue
-        drivers = tuple(d for d in node.info.drivers if d != "docker") + (("docker",) if up else ())
-        node.info = msgspec.structs.replace(node.info, drivers=drivers)
-        if up:
-            log.warning("worker %s: the Docker engine answers again", node.info.name)
-        else:
-            log.warning("worker %s: the Docker engine stopped answering", node.info.name)
-        log.warning("worker %s drivers: %s", node.info.name, ", ".join(drivers))
-        await cluster.manager.ask(Join(node.info, now()), timeout=30)
+        drivers = tuple(d for d in current.drivers if d != "docker") + (("docker",) if up else ())
+        state = "answers again" if up else "stopped answering"
+        log.warning("worker %s: the Docker engine %s", current.name, state)
+        log.warning("worker %s drivers: %s", current.name, ", ".join(drivers))
+        await changed(msgspec.structs.replace(current, drivers=drivers))
+
+
+async def _rejoin_on_engine_change(cluster: Cluster, node: WorkerNode, interval: float) -> None:
+    assert node.docker is not None
+
+    async def rejoin(info: NodeInfo) -> None:
+        node.info = info
+        await cluster.manager.ask(Join(info, now()), timeout=30)
+
+    await watch_engine(node.docker, lambda: node.info, rejoin, interval)
+
+
+def node_info(name: str, address: str, data_dir: Path, docker_up: bool) -> NodeInfo:
+    """What a worker node offers: this machine's capacity, and docker while an engine answers."""
+    cores, memory, disk = capacity(data_dir)
+    drivers = ("process", "docker") if docker_up else ("process",)
+    return NodeInfo(name, address, drivers, cores, memory, disk)
 
 
 async def _report_strays(cluster: Cluster) -> None:

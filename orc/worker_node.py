@@ -32,12 +32,13 @@ from orc.model import NodeInfo
 from orc.node import (
     MAILBOX,
     ask_quietly,
+    node_info,
     open_event_log,
     probe_docker,
     wait_for_signal,
+    watch_engine,
     worker_drivers,
 )
-from orc.stats import capacity
 from orc.worker import Ping, Worker
 
 log = logging.getLogger("orc.worker")
@@ -94,16 +95,12 @@ async def run_worker(
         settings.data_dir / "worker-log", WorkerUpdate, settings.segment_bytes
     )
     docker_up = await probe_docker(settings)
-    cores, memory, disk = capacity(settings.data_dir)
-    info = NodeInfo(
-        name=name,
-        address=advertised(host, port),
-        drivers=("process", "docker") if docker_up else ("process",),
-        cores=cores,
-        memory=memory,
-        disk=disk,
-    )
+    info = node_info(name, advertised(host, port), settings.data_dir, docker_up)
     current = [info]
+
+    async def advertise(changed: NodeInfo) -> None:
+        current[0] = changed  # the next registration heartbeat carries it
+
     drivers = worker_drivers(settings, name, trio.CapacityLimiter(8))
     sup = Supervisor(f"orc-worker-{name}", max_restarts=5, within=10.0)
     journal = sup.add("journal", lambda: Journal(updates_log), mailbox_size=MAILBOX)
@@ -123,15 +120,19 @@ async def run_worker(
             announce(f"Starting Orc worker {name} at {host}:{port}")
             if manager_url:
                 nursery.start_soon(_register, settings, manager_url.rstrip("/"), current)
-            nursery.start_soon(_watch_engine, drivers["docker"], current, settings.docker_ping)
+            nursery.start_soon(
+                watch_engine,
+                drivers["docker"],  # type: ignore[arg-type]
+                lambda: current[0],
+                advertise,
+                settings.docker_ping,
+            )
             await stop.wait()
             log.info("shutting down: stopping tasks")
             await ask_quietly(worker, Shutdown(), settings.stop_grace + 10)
             await ask_quietly(journal, Ping(), 10)
             # A moment for the manager's stream to take the last updates, then close.
-            with trio.move_on_after(min(1.0, settings.node_ttl / 3)):
-                while True:
-                    await trio.sleep(0.05)
+            await trio.sleep(min(1.0, settings.node_ttl / 3))
             await updates_log.aclose()
             http_closed.set()
             await trio.sleep(0)
@@ -161,16 +162,3 @@ async def _register(settings: Settings, url: str, current: list[NodeInfo]) -> No
                     log.warning("registered with %s as %s", url, current[0].name)
                 last_problem = problem
             await trio.sleep(every)
-
-
-async def _watch_engine(docker: object, current: list[NodeInfo], interval: float) -> None:
-    """Advertise docker only while an engine answers; the next heartbeat carries the change."""
-    while True:
-        await trio.sleep(interval)
-        up = await docker.ping()  # type: ignore[attr-defined]
-        info = current[0]
-        if up == ("docker" in info.drivers):
-            continue
-        drivers = tuple(d for d in info.drivers if d != "docker") + (("docker",) if up else ())
-        log.warning("worker %s drivers: %s", info.name, ", ".join(drivers))
-        current[0] = msgspec.structs.replace(info, drivers=drivers)
