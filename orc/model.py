@@ -112,9 +112,7 @@ class TaskEvent(Wire):
     task: Task | None = None
 
 
-class NodeInfo(
-    msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True, gc=False
-):
+class NodeInfo(msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True, gc=False):
     """What a worker node offers. Immutable: shared freely between actors."""
 
     name: str

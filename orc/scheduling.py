@@ -148,8 +148,11 @@ def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -
         if why < 0:
             continue
         counts[why] += 1
-        free = {MEMORY: node.memory - a.memory, CPU: node.cores * NANO - a.cpu,
-                DISK: node.disk - a.disk}.get(why, 0)
+        free = {
+            MEMORY: node.memory - a.memory,
+            CPU: node.cores * NANO - a.cpu,
+            DISK: node.disk - a.disk,
+        }.get(why, 0)
         most_free[why] = max(most_free[why], free)
     mem, cpu, disk = most_free[MEMORY], most_free[CPU], most_free[DISK]
     text = {
