@@ -330,7 +330,9 @@ class EventLog:
     def _write(self, frame: bytes, first: int, count: int) -> None:
         """Write and fdatasync one frame (in the writer thread); on failure leave no trace."""
         segment = self._segments[-1]
-        if segment.size > self._segment_bytes:
+        if segment.size > self._segment_bytes and segment.next_seq > segment.first_seq:
+            # (a segment that holds no frame yet is never rolled: its successor would have
+            # its very name)
             segment = self._roll(first)
         try:
             pwrite_all(self._fd, frame, segment.size)

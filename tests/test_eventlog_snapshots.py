@@ -95,3 +95,14 @@ async def test_snapshot_write_failure_is_a_log_write_error(
         await log.save_snapshot(1, b"x")
     monkeypatch.undo()
     await log.aclose()
+
+
+async def test_tiny_segments_roll_after_every_frame_and_compact_cleanly(tmp_path: Path) -> None:
+    log = await reopen(tmp_path, segment_bytes=1)  # smaller than a segment's own header
+    for i in range(1, 6):
+        assert await log.append(rec(i)) == i
+    assert len(segments(tmp_path)) == 5
+    await log.save_snapshot(4, b"four")
+    assert await log.compact(before_seq=5) == 4  # seq 1-4: the snapshot stands for them
+    assert [seq for seq, _ in log.read(log.first_seq)] == [5]
+    await log.aclose()
