@@ -12,10 +12,11 @@ import copy
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
+from orc import clock
 from orc.events import (
     AnyEvent,
     NodeDown,
@@ -113,10 +114,9 @@ class _Step:
 def parse_time(text: str) -> datetime | None:
     """An RFC 3339 time as an aware datetime (naive ones are UTC), or None if it is not one."""
     try:
-        moment = datetime.fromisoformat(text)
+        return clock.parse(text)
     except (TypeError, ValueError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def task_of(event: AnyEvent) -> str | None:

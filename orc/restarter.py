@@ -14,9 +14,9 @@ from collections.abc import Callable
 import trio
 
 from actors import ActorRef, Mailbox
+from orc.clock import seconds_between
 from orc.follower import ManagerFollower
 from orc.messages import Arm, Hold, RestartDue
-from orc.restarts import seconds_between
 
 
 class Restarter(ManagerFollower):

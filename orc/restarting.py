@@ -17,6 +17,7 @@ import logging
 
 import msgspec
 
+from orc.clock import later, seconds_between
 from orc.events import (
     AnyEvent,
     TaskExited,
@@ -29,7 +30,7 @@ from orc.events import (
 )
 from orc.messages import RestartDue, Unhealthy
 from orc.model import NodeInfo, State, Task
-from orc.restarts import DEFAULT, RestartSettings, later, plan, policy_of, seconds_between
+from orc.restarts import DEFAULT, RestartSettings, plan, policy_of
 from orc.scheduling import allocations, choose
 from orc.state import ClusterState
 from orc.transitions import ACTIVE

@@ -14,7 +14,6 @@ seconds, at most `backoff_max`; a streak is at most `max_restarts` long (0: no r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
@@ -109,25 +108,6 @@ def plan(
             f" (at most {n}, policy {policy})",
         )
     return Plan(True, streak, backoff(streak, settings))
-
-
-# -- RFC 3339 arithmetic ----------------------------------------------------------------------
-
-
-def parse(at: str) -> datetime:
-    moment = datetime.fromisoformat(at)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def later(at: str, seconds: float) -> str:
-    return (parse(at) + timedelta(seconds=seconds)).isoformat()
-
-
-def seconds_between(start: str | None, end: str) -> float | None:
-    """`end - start` in seconds, None when there is no start."""
-    if not start:
-        return None
-    return (parse(end) - parse(start)).total_seconds()
 
 
 def fmt_seconds(seconds: float) -> str:

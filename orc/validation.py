@@ -13,9 +13,10 @@ from typing import TypeVar
 import msgspec
 
 from orc.model import State, Task, TaskEvent
+from orc.restarts import POLICIES
 
 DRIVERS = ("docker", "process")
-RESTART_POLICIES = ("", "no", "on-failure", "always", "unless-stopped")
+RESTART_POLICIES = ("", *POLICIES)  # "" is the seed's default: `no`
 _PORT = re.compile(r"^\d{1,5}(/(tcp|udp|sctp))?$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=", re.ASCII)
 _IMAGE = re.compile(

@@ -18,6 +18,7 @@ import trio
 
 from actors import Supervisor
 from eventlog.reader import read_log
+from orc.clock import later
 from orc.events import (
     AnyEvent,
     NodeJoined,
@@ -36,7 +37,7 @@ from orc.health import HealthChecker, count_failures, health_url
 from orc.messages import Arm, Hold, RestartDue, Unhealthy, Watch
 from orc.model import NodeInfo, State, Task
 from orc.restarting import restart_due, review, unhealthy
-from orc.restarts import RestartSettings, backoff, later, plan, should_restart, streak_after
+from orc.restarts import RestartSettings, backoff, plan, should_restart, streak_after
 from orc.state import ClusterState, apply
 from tests.conftest import make_settings, running_cluster, wait_for_state
 from tests.test_docker import docker_cluster
