@@ -242,9 +242,27 @@ def test_round_robin_cycles() -> None:
 
 def test_wire_names_are_the_seeds() -> None:
     body = msgspec.json.decode(msgspec.json.encode(for_wire(_task())))
-    for key in ("ID", "ContainerID", "CPU", "ExposedPorts", "PortBindings", "RestartPolicy",
-                "StartsAt", "FinishedAt", "HealthCheck", "RestartCount", "HostPorts",
-                "CreatedAt", "UpdatedAt", "Cmd", "Env", "Driver", "Node", "ExitCode", "Error"):
+    for key in (
+        "ID",
+        "ContainerID",
+        "CPU",
+        "ExposedPorts",
+        "PortBindings",
+        "RestartPolicy",
+        "StartsAt",
+        "FinishedAt",
+        "HealthCheck",
+        "RestartCount",
+        "HostPorts",
+        "CreatedAt",
+        "UpdatedAt",
+        "Cmd",
+        "Env",
+        "Driver",
+        "Node",
+        "ExitCode",
+        "Error",
+    ):
         assert key in body
     assert body["StateName"] == "Pending"
     assert body["State"] == 0

@@ -139,9 +139,7 @@ def test_silent_node_goes_down_and_its_tasks_fail_naming_it() -> None:
 
 
 @pytest.mark.parametrize("policy, again", [("", False), ("no", False), ("always", True)])
-def test_task_of_a_lost_node_restarts_only_when_its_policy_allows(
-    policy: str, again: bool
-) -> None:
+def test_task_of_a_lost_node_restarts_only_when_its_policy_allows(policy: str, again: bool) -> None:
     """Node loss is a failure like any other: the restart policy decides (orc/restarting.py)."""
     state = _cluster(policy)
     lost, _ = decide.node_down(state, NodeSilent("w1", "gone", T1))

@@ -41,14 +41,26 @@ NANO = 1_000_000_000
 T0 = "2024-01-01T00:00:00Z"
 
 
-def node(name: str, memory: int = GiB, cores: int = 2, disk: int = 10 * GiB,
-         drivers: tuple[str, ...] = ("process",)) -> NodeInfo:
-    return NodeInfo(name=name, address=f"{name}:1", drivers=drivers, cores=cores,
-                    memory=memory, disk=disk)
+def node(
+    name: str,
+    memory: int = GiB,
+    cores: int = 2,
+    disk: int = 10 * GiB,
+    drivers: tuple[str, ...] = ("process",),
+) -> NodeInfo:
+    return NodeInfo(
+        name=name, address=f"{name}:1", drivers=drivers, cores=cores, memory=memory, disk=disk
+    )
 
 
-def task(id: str = "t", cpu: float = 0.0, memory: int = 0, disk: int = 0,
-         driver: str = "process", **kw: object) -> Task:
+def task(
+    id: str = "t",
+    cpu: float = 0.0,
+    memory: int = 0,
+    disk: int = 0,
+    driver: str = "process",
+    **kw: object,
+) -> Task:
     return Task(id=id, cmd=["true"], driver=driver, cpu=cpu, memory=memory, disk=disk, **kw)
 
 
@@ -112,7 +124,8 @@ def test_exact_fit_is_allowed_and_one_byte_more_is_not() -> None:
     assert select_candidates(exact, [n], alloc)[0] == [n]
     over = msgspec.structs.replace(exact, memory=GiB // 2 + 1)
     assert select_candidates(over, [n], alloc) == (
-        [], "1 node: 1 lacks memory (need 512.01 MiB, most free 512 MiB)"
+        [],
+        "1 node: 1 lacks memory (need 512.01 MiB, most free 512 MiB)",
     )
     assert select_candidates(msgspec.structs.replace(exact, cpu=1.001), [n], alloc)[1] == (
         "1 node: 1 lacks CPU (need 1.01 cores, most free 1 core)"
@@ -148,7 +161,8 @@ def test_a_node_going_away_takes_its_capacity_and_returns_it() -> None:
     placer.set_nodes([a, b])  # a is back and still runs t1
     assert placer.place(task("t3", memory=GiB)).node == ""
     assert placer.allocations() == {
-        "a": Allocation(memory=GiB, tasks=1), "b": Allocation(memory=GiB, tasks=1)
+        "a": Allocation(memory=GiB, tasks=1),
+        "b": Allocation(memory=GiB, tasks=1),
     }
 
 
@@ -159,7 +173,8 @@ def test_reasons_are_summed_per_reason_most_common_first() -> None:
     nodes = [node("a"), node("b"), node("c", drivers=("docker",))]
     alloc = {"a": Allocation(memory=GiB - 256 * MiB), "b": Allocation(memory=GiB - 100 * MiB)}
     assert select_candidates(task(memory=512 * MiB), nodes, alloc) == (
-        [], "3 nodes: 2 lack memory (need 512 MiB, most free 256 MiB), 1 lacks driver process"
+        [],
+        "3 nodes: 2 lack memory (need 512 MiB, most free 256 MiB), 1 lacks driver process",
     )
     assert select_candidates(task(), [], {}) == ([], "no worker nodes have joined yet")
 
@@ -195,14 +210,21 @@ def test_fit_packs_the_fullest_node_that_fits() -> None:
 def test_placer_agrees_with_the_three_steps(policy: str) -> None:
     rng = random.Random(6)
     nodes = [
-        node(f"n{i}", memory=rng.choice([GiB, 2 * GiB]), cores=rng.choice([1, 2, 4]),
-             disk=rng.choice([GiB, 0]), drivers=rng.choice([("process",), ("process", "docker")]))
+        node(
+            f"n{i}",
+            memory=rng.choice([GiB, 2 * GiB]),
+            cores=rng.choice([1, 2, 4]),
+            disk=rng.choice([GiB, 0]),
+            drivers=rng.choice([("process",), ("process", "docker")]),
+        )
         for i in range(12)
     ]
     shapes = [
         dict(memory=m, cpu=c, disk=d, driver=drv)
-        for m in (0, 64 * MiB, 300 * MiB) for c in (0.0, 0.25, 1.0)
-        for d in (0, 100 * MiB) for drv in ("process", "docker")
+        for m in (0, 64 * MiB, 300 * MiB)
+        for c in (0.0, 0.25, 1.0)
+        for d in (0, 100 * MiB)
+        for drv in ("process", "docker")
     ]
     placer = Placer(policy, nodes)
     live: dict[str, Task] = {}

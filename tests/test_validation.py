@@ -18,12 +18,18 @@ def _check(body: object) -> object:
 
 
 def test_the_seed_request_is_accepted_as_a_docker_task() -> None:
-    event = _check({
-        "ID": ID,
-        "State": 2,
-        "Task": {"State": 1, "ID": ID, "Name": "test-from-api-777",
-                 "Image": "strm/helloworld-http"},
-    })
+    event = _check(
+        {
+            "ID": ID,
+            "State": 2,
+            "Task": {
+                "State": 1,
+                "ID": ID,
+                "Name": "test-from-api-777",
+                "Image": "strm/helloworld-http",
+            },
+        }
+    )
     assert event.task.driver == "docker"
     assert event.task.id == ID
 
@@ -42,12 +48,16 @@ def test_process_task_and_generated_id() -> None:
         (b"   ", "body is empty"),
         (b"{", "malformed JSON"),
         (b"[1,2]", "Expected object, got array"),
-        ({"State": 2, "Task": {"Cmd": ["x"], "Memory": "lots"}},
-         "Expected int, got str - at $.Task.Memory"),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "Memory": "lots"}},
+            "Expected int, got str - at $.Task.Memory",
+        ),
         ({"State": 2, "Task": {"Cmd": ["x"]}, "Bogus": 1}, "unknown field Bogus"),
         ({"State": 2, "Task": {"Cmd": ["x"], "Colour": "red"}}, "unknown field Colour - at $.Task"),
-        ({"ID": "nope", "State": 2, "Task": {"Cmd": ["x"]}},
-         "Expected a UUID, got 'nope' - at $.ID"),
+        (
+            {"ID": "nope", "State": 2, "Task": {"Cmd": ["x"]}},
+            "Expected a UUID, got 'nope' - at $.ID",
+        ),
         ({"State": 2, "Task": {"ID": "x", "Cmd": ["x"]}}, "at $.Task.ID"),
         ({"State": 7, "Task": {"Cmd": ["x"]}}, "at $.State"),
         ({"State": 2}, "missing required field Task"),
@@ -57,12 +67,18 @@ def test_process_task_and_generated_id() -> None:
         ({"State": 2, "Task": {"Cmd": ["x"], "CPU": -0.5}}, "CPU >= 0"),
         ({"State": 2, "Task": {"Cmd": ["x"], "Env": ["no-equals"]}}, "at $.Task.Env[0]"),
         ({"State": 2, "Task": {"Image": "Bad Image!"}}, "at $.Task.Image"),
-        ({"State": 2, "Task": {"Image": "x", "ExposedPorts": {"eighty": {}}}},
-         "at $.Task.ExposedPorts"),
-        ({"State": 2, "Task": {"Image": "x", "PortBindings": {"80/tcp": "99999"}}},
-         "at $.Task.PortBindings"),
-        ({"State": 2, "Task": {"Cmd": ["x"], "RestartPolicy": "sometimes"}},
-         "at $.Task.RestartPolicy"),
+        (
+            {"State": 2, "Task": {"Image": "x", "ExposedPorts": {"eighty": {}}}},
+            "at $.Task.ExposedPorts",
+        ),
+        (
+            {"State": 2, "Task": {"Image": "x", "PortBindings": {"80/tcp": "99999"}}},
+            "at $.Task.PortBindings",
+        ),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "RestartPolicy": "sometimes"}},
+            "at $.Task.RestartPolicy",
+        ),
         ({"State": 2, "Task": {"Cmd": ["x"], "Driver": "vm"}}, "at $.Task.Driver"),
         ({"State": 2, "Task": {"Cmd": ["x"], "Driver": "docker"}}, "needs an Image"),
     ],
