@@ -16,7 +16,7 @@ import httpx
 import msgspec
 import trio
 
-from actors import ActorRef, Supervisor
+from actors import ActorRef
 from orc.clock import now
 from orc.config import Settings
 from orc.events import AnyEvent
@@ -31,6 +31,7 @@ from orc.node import (
     drain,
     manager_http_app,
     open_event_log,
+    supervisor,
     wait_for_signal,
 )
 from orc.remote import HttpWorkerProxy
@@ -48,7 +49,7 @@ async def run_manager(
     their workers, which keep their updates until a manager follows them again."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
-    sup = Supervisor("orc-manager", max_restarts=5, within=10.0)
+    sup = supervisor("orc-manager")
     cluster = build(msgspec.structs.replace(settings, worker_count=0), sup, event_log)
     proxies: dict[str, ActorRef] = {}  # for what only a worker has (a task's logs)
     monitor_ref: list[ActorRef] = []

@@ -95,6 +95,12 @@ def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) 
     )
 
 
+def supervisor(name: str) -> Supervisor:
+    """Every orc process supervises its actors alike: one that crashes more than 5 times in
+    10 s stops the process (cleanly), as docs/operations.md says."""
+    return Supervisor(name, max_restarts=5, within=10.0)
+
+
 def worker_drivers(
     settings: Settings, name: str, docker_limiter: trio.CapacityLimiter
 ) -> dict[str, Driver]:
@@ -239,7 +245,7 @@ async def run_cluster(
     """Run until SIGINT or SIGTERM (or until `stop` is set), then shut down in order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
-    sup = Supervisor("orc", max_restarts=5, within=10.0)
+    sup = supervisor("orc")
     docker_up = await probe_docker(settings)
     cluster = build(settings, sup, event_log, docker_up)
     stop = stop if stop is not None else trio.Event()

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import trio
 
-from actors import Actor, Mailbox, Supervisor
+from actors import Actor, Mailbox
 from eventlog import EventLog, LogWriteError
 from orc.clock import now
 from orc.config import Settings
@@ -35,6 +35,7 @@ from orc.node import (
     node_info,
     open_event_log,
     probe_docker,
+    supervisor,
     wait_for_signal,
     watch_engine,
     worker_drivers,
@@ -102,7 +103,7 @@ async def run_worker(
         current[0] = changed  # the next registration heartbeat carries it
 
     drivers = worker_drivers(settings, name, trio.CapacityLimiter(8))
-    sup = Supervisor(f"orc-worker-{name}", max_restarts=5, within=10.0)
+    sup = supervisor(f"orc-worker-{name}")
     journal = sup.add("journal", lambda: Journal(updates_log), mailbox_size=MAILBOX)
     worker = sup.add(name, lambda: Worker(info, drivers, journal, now), mailbox_size=MAILBOX)
     stop = stop if stop is not None else trio.Event()
