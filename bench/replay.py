@@ -133,13 +133,13 @@ async def write(directory: Path, events: list[AnyEvent]) -> None:
 
 
 def replay_all(directory: Path) -> int:
-    state = replay(open_readonly(directory, AnyEvent).read())
+    state = replay(open_readonly(directory, AnyEvent).records())
     return sum(1 for _ in state.tasks)
 
 
 def read_only(directory: Path) -> int:
     n = 0
-    for _ in open_readonly(directory, AnyEvent).read():
+    for _ in open_readonly(directory, AnyEvent).records():
         n += 1
     return n
 
@@ -161,7 +161,7 @@ def add_snapshot(directory: Path, tail: int) -> int:
     async def write_snapshot() -> int:
         async with await EventLog.open(directory, AnyEvent) as log:
             seq = log.last_seq - tail
-            state = replay(r for r in log.read(1) if r[0] <= seq)
+            state = replay(e for s, e in log.read(1) if s <= seq)
             await log.save_snapshot(seq, encode_state(state))
             return seq
 

@@ -49,5 +49,5 @@ async def recover(log: EventLog) -> tuple[ClusterState, int]:
     """
     found = await log.load_snapshot()
     state, base = (decode_state(found[1]), found[0]) if found else (ClusterState(), 0)
-    state = await trio.to_thread.run_sync(replay, log.read(base + 1), state)
+    state = await trio.to_thread.run_sync(replay, log.records(base + 1), state)
     return state, base

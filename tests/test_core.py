@@ -59,15 +59,12 @@ def _task(**changes: object) -> Task:
 
 def _running_state() -> ClusterState:
     return replay(
-        enumerate(
-            [
-                NodeJoined(at=T0, node=NODE),
-                TaskSubmitted(at=T0, task=_task()),
-                TaskScheduled(at=T0, task_id=ID, node="w1"),
-                TaskStarted(at=T1, task_id=ID, node="w1"),
-            ],
-            1,
-        )
+        [
+            NodeJoined(at=T0, node=NODE),
+            TaskSubmitted(at=T0, task=_task()),
+            TaskScheduled(at=T0, task_id=ID, node="w1"),
+            TaskStarted(at=T1, task_id=ID, node="w1"),
+        ]
     )
 
 
@@ -100,7 +97,7 @@ def test_stopped_task_ends_completed_even_when_killed() -> None:
 
 
 def test_stop_of_pending_task_fails_it_with_a_reason() -> None:
-    state = replay([(1, TaskSubmitted(at=T0, task=_task()))])
+    state = replay([TaskSubmitted(at=T0, task=_task())])
     apply(state, TaskStopRequested(at=T1, task_id=ID))
     assert state.tasks[ID].state == State.FAILED
     assert "before it was placed" in state.tasks[ID].error
@@ -114,7 +111,7 @@ def test_apply_refuses_an_illegal_transition() -> None:
 
 
 def test_unplaced_keeps_task_pending_with_reason() -> None:
-    state = replay([(1, TaskSubmitted(at=T0, task=_task()))])
+    state = replay([TaskSubmitted(at=T0, task=_task())])
     apply(state, TaskUnplaced(at=T1, task_id=ID, reason="1 node: 1 lacks driver docker"))
     assert state.tasks[ID].state == State.PENDING
     assert state.tasks[ID].error == "1 node: 1 lacks driver docker"
@@ -199,7 +196,7 @@ def test_lost_task_fails_but_a_stopped_one_completes() -> None:
 
 
 def test_place_only_pending_tasks_on_known_nodes_and_reasons_only_once() -> None:
-    state = replay([(1, NodeJoined(at=T0, node=NODE)), (2, TaskSubmitted(at=T0, task=_task()))])
+    state = replay([NodeJoined(at=T0, node=NODE), TaskSubmitted(at=T0, task=_task())])
     assert decide.place(state, Place(ID, "nope", "", T1))[0] == []
     [event], _ = decide.place(state, Place(ID, "", "no nodes", T1))
     apply(state, event)

@@ -237,6 +237,9 @@ async def test_rollover_spans_segments(tmp_path: Path) -> None:
     assert firsts[0] == 1
     assert list(log.read()) == [(i, rec(i)) for i in range(1, 61)]
     assert list(log.read(firsts[2] + 1)) == [(i, rec(i)) for i in range(firsts[2] + 1, 61)]
+    # `records` reads the same, without the seqs, from mid-frame and mid-segment too
+    for start in (1, 2, firsts[2], firsts[2] + 1, 60, 61):
+        assert list(log.records(start)) == [rec(i) for i in range(start, 61)]
     await log.aclose()
     for name, first in zip(files[1:], firsts[1:], strict=True):  # each named by its first seq
         assert name.read_bytes()[len(MAGIC) + 12 : len(MAGIC) + 20] == first.to_bytes(8, "little")
@@ -463,6 +466,7 @@ async def test_read_log_reads_while_a_writer_holds_the_log(tmp_path: Path) -> No
     assert files_of(tmp_path) == before  # nothing written, not even a lock file
     await log.append(rec(41))  # appended after opening: not seen, the view is fixed
     assert [seq for seq, _ in reader.read()][-1] == 40
+    assert list(reader.records(39)) == [rec(39), rec(40)]
     await log.aclose()
 
 

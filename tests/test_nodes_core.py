@@ -41,18 +41,15 @@ def _task(task_id: str, **changes: object) -> Task:
 def _cluster(policy: str = "") -> ClusterState:
     """A on w1 Running (through worker seq 1), B on w1 Scheduled."""
     return replay(
-        enumerate(
-            [
-                NodeJoined(at=T0, node=W1),
-                NodeJoined(at=T0, node=W2),
-                TaskSubmitted(at=T0, task=_task(A, restart_policy=policy, memory=1000)),
-                TaskSubmitted(at=T0, task=_task(B, cpu=0.5)),
-                TaskScheduled(at=T0, task_id=A, node="w1"),
-                TaskScheduled(at=T0, task_id=B, node="w1"),
-                TaskStarted(at=T0, task_id=A, node="w1", worker_seq=1),
-            ],
-            1,
-        )
+        [
+            NodeJoined(at=T0, node=W1),
+            NodeJoined(at=T0, node=W2),
+            TaskSubmitted(at=T0, task=_task(A, restart_policy=policy, memory=1000)),
+            TaskSubmitted(at=T0, task=_task(B, cpu=0.5)),
+            TaskScheduled(at=T0, task_id=A, node="w1"),
+            TaskScheduled(at=T0, task_id=B, node="w1"),
+            TaskStarted(at=T0, task_id=A, node="w1", worker_seq=1),
+        ]
     )
 
 

@@ -264,7 +264,7 @@ def test_allocations_are_what_is_placed_and_not_finished() -> None:
     events.append(TaskStarted(at=T0, task_id="t1", node="w1"))
     events.append(TaskExited(at=T0, task_id="t2", node="w1", exit_code=0))
     events.append(TaskSubmitted(at=T0, task=task("pending", memory=GiB)))
-    state = replay(enumerate(events))
+    state = replay(events)
     assert allocations_of(state) == {"w1": Allocation(cpu=NANO, memory=3 * MiB, tasks=2)}
 
 
