@@ -148,7 +148,9 @@ def run_naive(policy: str, nodes: list[NodeInfo], tasks: list[Task]) -> float:
         if choice.node:
             a = alloc.get(choice.node, EMPTY)
             alloc[choice.node] = Allocation(
-                a.cpu + nano_cpus(task.cpu), a.memory + task.memory, a.disk + task.disk,
+                a.cpu + nano_cpus(task.cpu),
+                a.memory + task.memory,
+                a.disk + task.disk,
                 a.tasks + 1,
             )
     return len(tasks) / (time.perf_counter() - start)
@@ -163,10 +165,14 @@ def main() -> None:
 
     result: dict[str, float | int] = {"tasks": args.tasks}
     counts = [int(n) for n in args.nodes.split(",")]
-    print(f"{args.tasks:,} tasks of {len(SHAPES)} shapes; the oldest ends once a quarter of the"
-          " cluster's memory is in use")
-    print(f"{'policy':<11}{'nodes':>7}{'placed/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'naive/s':>10}{'ratio':>8}")
+    print(
+        f"{args.tasks:,} tasks of {len(SHAPES)} shapes; the oldest ends once a quarter of the"
+        " cluster's memory is in use"
+    )
+    print(
+        f"{'policy':<11}{'nodes':>7}{'placed/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'naive/s':>10}{'ratio':>8}"
+    )
     for count in counts:
         nodes = make_nodes(count, random.Random(count))
         tasks = make_tasks(args.tasks, random.Random(6))
@@ -180,9 +186,11 @@ def main() -> None:
             result[f"{key}_p99_ms"] = round(r["p99_ms"], 4)
             result[f"{key}_max_ms"] = round(r["max_ms"], 3)
             result[f"{policy}_naive_{count}_per_s"] = round(naive)
-            print(f"{policy:<11}{count:>7,}{r['per_s']:>12,.0f}{r['p50_ms']:>9.3f}"
-                  f"{r['p99_ms']:>9.3f}{r['max_ms']:>9.2f}{naive:>10,.0f}"
-                  f"{r['per_s'] / naive:>7.1f}x")
+            print(
+                f"{policy:<11}{count:>7,}{r['per_s']:>12,.0f}{r['p50_ms']:>9.3f}"
+                f"{r['p99_ms']:>9.3f}{r['max_ms']:>9.2f}{naive:>10,.0f}"
+                f"{r['per_s'] / naive:>7.1f}x"
+            )
     naive_sizes = ", ".join(f"{NAIVE_TASKS.get(c, 1000):,} at {c:,} nodes" for c in counts)
     print(f"naive: the first tasks only ({naive_sizes}), none ending")
     if args.json:
