@@ -122,3 +122,21 @@ async def test_task_history_tells_its_life_with_time_per_state(cluster: RunningC
     assert unknown.status_code == 404 and "no task" in unknown.json()["message"]
     bad = await cluster.manager.get("/tasks/not-a-uuid/history")
     assert bad.status_code == 400
+
+
+async def test_task_history_of_a_damaged_log_is_503_naming_the_damage(
+    cluster: RunningCluster,
+) -> None:
+    """The manager keeps running on what it already read; the history, read from disk, cannot
+    be told, and the client learns where the log is damaged."""
+    task_id = await _run_task(cluster)
+    segment = sorted((cluster.settings.data_dir / "log").glob("*.seg"))[0]
+    data = bytearray(segment.read_bytes())
+    data[40] ^= 0xFF  # inside the first frame, far from the tail
+    segment.write_bytes(bytes(data))
+    r = await cluster.manager.get(f"/tasks/{task_id}/history")
+    assert r.status_code == 503, r.text
+    message = r.json()["message"]
+    assert f"cannot tell the history of task {task_id}" in message
+    assert segment.name in message and "offset" in message
+    assert (await cluster.manager.get(f"/tasks/{task_id}")).status_code == 200
