@@ -66,6 +66,10 @@ class Worker(Actor):
     async def run(self, mailbox: Mailbox) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            for driver in self.drivers.values():
+                keep_spares = getattr(driver, "keep_spares", None)
+                if keep_spares is not None:
+                    nursery.start_soon(keep_spares)  # launch-time work done ahead
             await self._adopt_survivors()
             await super().run(mailbox)
             nursery.cancel_scope.cancel()

@@ -55,6 +55,9 @@ class Driver(Protocol):
 
     A handle (what `start` and `find` return) has `container_id`, `host_ports`,
     `stop_requested` and an `exited` trio.Event.
+
+    A driver may also have `async def keep_spares()`: work done ahead of launches, which the
+    Worker runs in its nursery for as long as it runs (the process driver's spare directories).
     """
 
     name: str

@@ -4,14 +4,23 @@ Each task gets a working directory `<root>/<task id>/` holding `stdout`, `stderr
 (the task, its pid and the process's start time) written once the process runs, and `exit`
 written once it has ended. Those files are the driver's memory across an orc restart: `find`
 reads them to adopt a process that outlived orc, or to report how it ended.
+
+Creating a file or directory can cost a millisecond on some disks (it does on the benchmark
+machine), and a launch needs four. So the driver keeps a few spare working directories, with
+their empty files, ready in `<root>/.spare/` (`keep_spares`, run in the worker's nursery): a
+launch renames one to `<root>/<task id>/`, which costs a few microseconds, and the next spare
+is made in the background. Without a spare (a burst used them all, or the disk refused) a
+launch makes its directory itself, as before.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -19,6 +28,12 @@ import trio
 
 from orc.drivers.base import Exit, LaunchError, read_output, record_exit, recorded_exit
 from orc.model import Task
+
+log = logging.getLogger("orc.drivers.process")
+
+SPARES = 8  # spare working directories kept ready
+_OUTPUT = ("stdout", "stderr")
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 async def _exited(pid: int) -> None:
@@ -78,22 +93,55 @@ class RunRecord(msgspec.Struct, frozen=True):
     start_ticks: int
 
 
-def _prepare(workdir: Path) -> tuple[int, int]:
-    """A fresh working directory (stale records of an earlier run removed) and its log files."""
+def _make_spare(spares: Path) -> Path:
+    """A spare working directory: what `_prepare` would make, for a task not known yet."""
+    spares.mkdir(parents=True, exist_ok=True)
+    spare = spares / str(uuid.uuid4())
+    spare.mkdir()
+    for name in (*_OUTPUT, "run.json"):
+        os.close(os.open(spare / name, _FLAGS, 0o644))
+    return spare
+
+
+def _old_spares(spares: Path) -> list[Path]:
+    """Spares left by an earlier run of the driver (empty; a missing file is made at launch)."""
     try:
-        workdir.mkdir(parents=True)
-    except FileExistsError:
-        for stale in ("run.json", "exit"):
-            (workdir / stale).unlink(missing_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    return os.open(workdir / "stdout", flags, 0o644), os.open(workdir / "stderr", flags, 0o644)
+        return [entry for entry in spares.iterdir() if entry.is_dir()]
+    except FileNotFoundError:
+        return []
 
 
-def _spawn(workdir: Path, task: Task, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _prepare(workdir: Path, spare: Path | None) -> tuple[int, int, bool]:
+    """A fresh working directory (stale records of an earlier run removed) and its log files;
+    also whether `spare` became the working directory (it can only when there is none yet)."""
+    used = False
+    if spare is not None and not workdir.exists():
+        try:
+            spare.rename(workdir)
+            used = True
+        except OSError:
+            pass  # made meanwhile, or the spare is gone: make the directory as below
+    if not used:
+        try:
+            workdir.mkdir(parents=True)
+        except FileExistsError:
+            for stale in ("run.json", "exit"):
+                (workdir / stale).unlink(missing_ok=True)
+    out = os.open(workdir / "stdout", _FLAGS, 0o644)
+    try:
+        return out, os.open(workdir / "stderr", _FLAGS, 0o644), used
+    except OSError:
+        os.close(out)
+        raise
+
+
+def _spawn(
+    workdir: Path, task: Task, env: dict[str, str], spare: Path | None
+) -> tuple[subprocess.Popen[bytes], bool]:
     """Everything a launch does that blocks, in one trip to a thread: the working directory,
     the output files, the process (in a session of its own, so that a stop reaches its
-    children and it outlives a killed orc) and its run record."""
-    out, err = _prepare(workdir)
+    children and it outlives a killed orc) and its run record. Also whether it used `spare`."""
+    out, err, used = _prepare(workdir, spare)
     try:
         popen = subprocess.Popen(
             list(task.cmd or ()),
@@ -109,7 +157,7 @@ def _spawn(workdir: Path, task: Task, env: dict[str, str]) -> subprocess.Popen[b
         os.close(err)
     record = RunRecord(task, popen.pid, _start_time(popen.pid) or 0)
     (workdir / "run.json").write_bytes(msgspec.json.encode(record))
-    return popen
+    return popen, used
 
 
 def _read_run(workdir: Path) -> RunRecord | None:
@@ -127,21 +175,54 @@ class ProcessDriver:
         self.stop_grace = stop_grace
         # File system work runs in threads: on some disks an open costs half a millisecond.
         self._files = trio.CapacityLimiter(4)
+        self._spares: list[Path] = []
+        self._spare_taken = trio.Event()
 
     def workdir(self, task_id: str) -> Path:
         return self.root / task_id
+
+    async def keep_spares(self) -> None:
+        """Forever: keep SPARES spare working directories ready (see the module's docstring).
+        Runs in the worker's nursery; one directory at a time, so that launches, which make
+        their own directories when none is left, keep the threads."""
+        spares = self.root / ".spare"
+        self._spares = await trio.to_thread.run_sync(_old_spares, spares, limiter=self._files)
+        failing = False
+        while True:
+            if len(self._spares) < SPARES:
+                try:
+                    spare = await trio.to_thread.run_sync(_make_spare, spares, limiter=self._files)
+                except OSError as exc:
+                    if not failing:
+                        log.warning("cannot prepare a working directory in %s: %s", spares, exc)
+                    failing = True
+                else:
+                    failing = False
+                    self._spares.append(spare)
+                    continue
+            # full, or the disk refused: wait for the next launch
+            self._spare_taken = trio.Event()
+            await self._spare_taken.wait()
 
     async def start(self, task: Task) -> ProcessHandle:
         env = dict(os.environ)
         env.update(item.split("=", 1) for item in task.env or ())
         env["ORC_TASK_ID"] = task.id
+        spare = self._spares.pop() if self._spares else None
         try:
-            popen = await trio.to_thread.run_sync(
-                _spawn, self.workdir(task.id), task, env, limiter=self._files
+            popen, used = await trio.to_thread.run_sync(
+                _spawn, self.workdir(task.id), task, env, spare, limiter=self._files
             )
         except OSError as exc:
+            # a spare the failed launch did not use is left on disk for the next start to find
             argv0 = (task.cmd or [""])[0]
             raise LaunchError(f"cannot start {argv0!r}: {exc.strerror or exc}") from None
+        finally:
+            # after the launch, so that making the next spare does not slow this one down
+            self._spare_taken.set()
+        if spare is not None and not used:
+            # kept for the next launch (keep_spares may have made one more meanwhile: harmless)
+            self._spares.append(spare)
         return ProcessHandle(task.id, popen.pid, popen)
 
     async def wait(self, handle: ProcessHandle) -> Exit:
