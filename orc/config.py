@@ -29,6 +29,7 @@ DEFAULTS: dict[str, str] = {
     "ORC_DIGEST_EVERY": "10000",
     "ORC_SNAPSHOT_EVERY": "100000",
     "ORC_RETAIN_EVENTS": "100000",
+    "ORC_TASK_RETENTION": "86400",
     "ORC_RESTART_MAX": "3",
     "ORC_RESTART_BACKOFF": "1",
     "ORC_RESTART_BACKOFF_MAX": "300",
@@ -83,6 +84,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # down, a static worker list ("host:port,..."), the bearer token every request must carry
     # ("" = none), this worker's name ("" = worker-<port>)
     node_ttl: float = 10.0
+    # seconds an ended task stays known (then `TaskPurged` forgets it); 0: forever
+    task_retention: float = 86400.0
     workers: tuple[str, ...] = ()
     token: str = ""
     worker_name: str = ""
@@ -161,6 +164,7 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
             "ORC_HEALTH_FAILURES", int(number("ORC_HEALTH_FAILURES", int)), 1
         ),
         node_ttl=_positive("ORC_NODE_TTL", float(number("ORC_NODE_TTL", float))),
+        task_retention=_at_least("ORC_TASK_RETENTION", number("ORC_TASK_RETENTION", float), 0),
         workers=_workers(merged["ORC_WORKERS"]),
         token=merged["ORC_TOKEN"],
         worker_name=merged["ORC_WORKER_NAME"].strip(),

@@ -7,9 +7,11 @@ them, and only then replies, so nothing is acknowledged before it is on disk.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import msgspec
 
+from orc import clock
 from orc.events import (
     AnyEvent,
     NodeDown,
@@ -18,14 +20,16 @@ from orc.events import (
     TaskExited,
     TaskFailed,
     TaskLost,
+    TaskPurged,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.messages import Join, LogBehind, NodeSilent, Place, Reply, Stop, Submit
-from orc.model import State, spec_of
+from orc.messages import Join, LogBehind, NodeSilent, Place, Purge, Reply, Stop, Submit
+from orc.model import State, Task, spec_of
+from orc.restarts import fmt_seconds
 from orc.state import ClusterState
 from orc.transitions import ACTIVE, TERMINAL
 
@@ -33,6 +37,7 @@ log = logging.getLogger("orc.manager")
 
 Decision = tuple[list[AnyEvent], Reply | None]
 NONE: Decision = ([], None)
+PURGE_BATCH = 10_000  # tasks forgotten per `Purge`: the next one takes the rest
 
 
 def submit(state: ClusterState, cmd: Submit) -> Decision:
@@ -199,6 +204,31 @@ def join(state: ClusterState, cmd: Join) -> Decision:
     if state.nodes.get(cmd.node.name) == cmd.node and cmd.node.name not in state.down:
         return NONE
     return [NodeJoined(at=cmd.now, node=cmd.node)], None
+
+
+def purge(state: ClusterState, cmd: Purge) -> Decision:
+    """Forget the tasks that ended at least `retention` seconds ago: a cluster that runs for
+    months must not keep (and list, snapshot and replay) every task it ever ran.
+
+    A task waiting out a restart backoff has not ended, and is kept.
+    """
+    cutoff = clock.parse(cmd.now) - timedelta(seconds=cmd.retention)
+    reason = f"ended more than {fmt_seconds(cmd.retention)} ago (ORC_TASK_RETENTION)"
+    events: list[AnyEvent] = []
+    for task in state.tasks.values():
+        if task.state in TERMINAL and task.id not in state.restarts and _ended_by(task, cutoff):
+            events.append(TaskPurged(at=cmd.now, task_id=task.id, reason=reason))
+            if len(events) == PURGE_BATCH:
+                break
+    return events, None
+
+
+def _ended_by(task: Task, cutoff: datetime) -> bool:
+    ended = task.finished_at or task.updated_at
+    try:
+        return ended is not None and clock.parse(ended) <= cutoff
+    except ValueError:  # not a time orc wrote: keep the task rather than guess
+        return False
 
 
 def key_of(message: object) -> str | None:

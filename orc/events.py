@@ -162,6 +162,14 @@ class TaskUnhealthy(Event, frozen=True):
     stop: bool
 
 
+class TaskPurged(Event, frozen=True):
+    """An ended task is forgotten: ORC_TASK_RETENTION passed since it finished. It leaves the
+    state (and `GET /tasks`); its events stay in the log until compaction removes them."""
+
+    task_id: str
+    reason: str
+
+
 class StateDigest(Event, frozen=True):
     """A hash of the manager's state after every event up to `seq`: replay recomputes it, and a
     difference means `apply` no longer does what it did when the log was written."""
@@ -185,6 +193,7 @@ AnyEvent = (
     | TaskRestarting
     | TaskRestarted
     | TaskUnhealthy
+    | TaskPurged
     | StateDigest
 )
 
@@ -204,4 +213,5 @@ TASK_EVENTS = (
     TaskRestarting,
     TaskRestarted,
     TaskUnhealthy,
+    TaskPurged,
 )

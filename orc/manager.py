@@ -49,6 +49,7 @@ from orc.messages import (
     NodeSilent,
     Place,
     PlacedOn,
+    Purge,
     Reconcile,
     Reply,
     ResendState,
@@ -87,6 +88,7 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Join: decide.join,
     NodeSilent: decide.node_down,
     LogBehind: decide.log_behind,
+    Purge: decide.purge,
 }
 
 
@@ -193,8 +195,8 @@ class Manager(Actor):
                 else:
                     env.reply(self._read(env.message))
                 continue
-            if isinstance(env.message, NodeSilent):
-                # It touches every task on the node: decided alone, on the latest state.
+            if isinstance(env.message, NodeSilent | Purge):
+                # It touches many tasks: decided alone, on the latest state.
                 await self._commit(group)
                 await self._commit([env])
                 group, keys = [], set()

@@ -42,6 +42,13 @@ class NodeSilent(msgspec.Struct, frozen=True):
     now: str
 
 
+class Purge(msgspec.Struct, frozen=True):
+    """From the reaper: forget the tasks that ended more than `retention` seconds before `now`."""
+
+    now: str
+    retention: float
+
+
 class Join(msgspec.Struct, frozen=True):
     node: NodeInfo
     now: str

@@ -40,6 +40,7 @@ from orc.model import NodeInfo
 from orc.proxy import LocalWorkerProxy
 from orc.restarter import Restarter
 from orc.restarts import RestartSettings
+from orc.retention import Reaper
 from orc.scheduler import Scheduler
 from orc.stats import capacity
 from orc.worker import Ping, Worker
@@ -178,6 +179,8 @@ def build(
         numbered(lambda again: Scheduler(lambda: manager, now, settings.scheduler, again)),
         mailbox_size=MAILBOX,
     )
+    if settings.task_retention:
+        sup.add("reaper", lambda: Reaper(lambda: manager, now, settings.task_retention))
     cluster = Cluster(
         event_log, manager, refs["scheduler"], restarter=refs["restarter"], health=refs["health"]
     )

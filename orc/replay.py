@@ -25,6 +25,7 @@ from orc.events import (
     TaskExited,
     TaskFailed,
     TaskLost,
+    TaskPurged,
     TaskRestarted,
     TaskRestarting,
     TaskScheduled,
@@ -52,6 +53,7 @@ EVENT_NAMES: dict[type, str] = {
     NodeJoined: "node-joined",
     NodeDown: "node-down",
     TaskLost: "lost",
+    TaskPurged: "purged",
 }
 
 
@@ -109,6 +111,7 @@ class History(msgspec.Struct, kw_only=True):
 class _Step:
     row: Row
     kind: str | None  # the violation's kind, when the event broke the rules
+    task: Task | None  # the task the event is about, after it (before it, if it was purged)
 
 
 def parse_time(text: str) -> datetime | None:
@@ -133,8 +136,15 @@ def _problem(state: ClusterState, task: Task | None, event: AnyEvent) -> tuple[s
             return "duplicate-task", f"task {task.id} submitted again"
         return None
     if task is None:
-        return "unknown-task", f"event for task {task_of(event)}, which was never submitted"
+        return (
+            "unknown-task",
+            f"event for task {task_of(event)}, which is unknown (never submitted, or purged)",
+        )
     current = State(task.state)
+    if isinstance(event, TaskPurged):
+        if current not in TERMINAL or task.id in state.restarts:
+            return "purge-active", f"purged while {current.label}: only ended tasks are forgotten"
+        return None
     if current in TERMINAL and not isinstance(event, TaskScheduled):
         return (
             "after-terminal",
@@ -257,7 +267,7 @@ def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
         reason=_describe(event, before, after),
         violation=problem[1] if problem else None,
     )
-    return _Step(row, problem[0] if problem else None)
+    return _Step(row, problem[0] if problem else None, after or before)
 
 
 def walk(
@@ -398,9 +408,11 @@ def history(records: Sequence[Record], task_id: str, base: ClusterState | None =
     is terminal.
     """
     steps, state = walk(records, base)
-    if task_id not in state.tasks:
+    mine = [s for s in steps if s.row.task == task_id]
+    task = state.tasks.get(task_id) or next((s.task for s in reversed(mine) if s.task), None)
+    if task is None:
         raise ReplayError(f"no task {task_id!r} in the log")
-    rows = [s.row for s in steps if s.row.task == task_id]
+    rows = [s.row for s in mine]
     periods: list[Period] = []
     for row in rows:
         if row.violation is not None or row.dst is None or row.dst == row.src:
@@ -415,7 +427,7 @@ def history(records: Sequence[Record], task_id: str, base: ClusterState | None =
     for period in periods:
         if period.seconds is not None:
             totals[period.state] = totals.get(period.state, 0.0) + period.seconds
-    return History(task=state.tasks[task_id], rows=rows, periods=periods, totals=totals)
+    return History(task=task, rows=rows, periods=periods, totals=totals)
 
 
 def _close(period: Period, at: str) -> None:

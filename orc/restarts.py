@@ -111,4 +111,8 @@ def plan(
 
 
 def fmt_seconds(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 60 else f"{seconds / 60:g}min"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    if seconds < 3600:
+        return f"{seconds / 60:g}min"
+    return f"{seconds / 3600:g}h"

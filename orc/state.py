@@ -25,6 +25,7 @@ from orc.events import (
     TaskExited,
     TaskFailed,
     TaskLost,
+    TaskPurged,
     TaskRestarted,
     TaskRestarting,
     TaskScheduled,
@@ -232,6 +233,14 @@ def _unhealthy(state: ClusterState, e: TaskUnhealthy) -> None:
         state.unhealthy[e.task_id] = e.reason
 
 
+def _purged(state: ClusterState, e: TaskPurged) -> None:
+    """The manager purges only ended tasks (`decide.purge`); `orc replay --check` checks it."""
+    del state.tasks[e.task_id]
+    state.stop_requested.discard(e.task_id)
+    state.restarts.pop(e.task_id, None)
+    state.unhealthy.pop(e.task_id, None)
+
+
 def _node_joined(state: ClusterState, e: NodeJoined) -> None:
     state.nodes[e.node.name] = e.node
     state.down.pop(e.node.name, None)
@@ -264,6 +273,7 @@ _HANDLERS = {
     TaskRestarting: _restarting,
     TaskRestarted: _restarted,
     TaskUnhealthy: _unhealthy,
+    TaskPurged: _purged,
     StateDigest: _digest,
 }
 
