@@ -177,6 +177,9 @@ class ProcessDriver:
         self._files = trio.CapacityLimiter(4)
         self._spares: list[Path] = []
         self._spare_taken = trio.Event()
+        # orc's environment, which tasks inherit: copied once (orc never changes it), since
+        # copying os.environ decodes every variable again
+        self._environ = dict(os.environ)
 
     def workdir(self, task_id: str) -> Path:
         return self.root / task_id
@@ -205,7 +208,7 @@ class ProcessDriver:
             await self._spare_taken.wait()
 
     async def start(self, task: Task) -> ProcessHandle:
-        env = dict(os.environ)
+        env = dict(self._environ)
         env.update(item.split("=", 1) for item in task.env or ())
         env["ORC_TASK_ID"] = task.id
         spare = self._spares.pop() if self._spares else None
