@@ -5,6 +5,11 @@ number of `subprocess.Popen` calls in a row. Latency: tasks submitted one at a t
 moment the client sends the request to the task's `StartsAt` (set by the worker once the
 process runs), against the time one `Popen` takes.
 
+Beside them, the floor: the same POSTs to the bare HTTP stack orc is built on (quart-trio on
+hypercorn, `bench/bare_stack.py`), with the server's CPU time per request. One event loop that
+did nothing but that and one `Popen` per task would reach `ceiling_vs_direct` of the direct
+rate: `popen / (http + popen)`, per task.
+
     .venv/bin/python bench/launch.py [--burst 500] [--serial 100] [--json]
 """
 
@@ -14,13 +19,15 @@ import argparse
 import json
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import trio
-from orcproc import percentile, single_process_orc
+from orcproc import free_port, percentile, single_process_orc
 from rawhttp import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +109,41 @@ def through_orc(burst: int, serial: int) -> tuple[float, list[float]]:
         return trio.run(main)
 
 
+def bare_stack(requests: int) -> tuple[float, float]:
+    """Requests/s of the bare stack under the same 32 connections, and its CPU µs per request."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_stack.py"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        if server.stdout is None or server.stdout.readline().strip() != "ready":
+            raise SystemExit("bench/bare_stack.py did not start")
+        cpu = psutil.Process(server.pid)
+
+        async def main() -> tuple[float, float]:
+            client = Pool("127.0.0.1", port, 32)
+            try:
+                for _ in range(50):  # warm up: imports, first connections
+                    await client.request("POST", "/tasks", _event())
+                used = sum(cpu.cpu_times()[:2])
+                start = time.perf_counter()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(requests):
+                        nursery.start_soon(client.request, "POST", "/tasks", _event())
+                elapsed = time.perf_counter() - start
+                return requests / elapsed, (sum(cpu.cpu_times()[:2]) - used) / requests * 1e6
+            finally:
+                await client.aclose()
+
+        return trio.run(main)
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=500)
@@ -111,7 +153,9 @@ def main() -> None:
 
     direct_rate, direct_lat = direct(args.burst, args.serial)
     orc_rate, orc_lat = through_orc(args.burst, args.serial)
+    stack_rate, stack_cpu_us = bare_stack(max(args.burst, 2000))
     direct_p50 = statistics.median(direct_lat)
+    popen_us = 1e6 / direct_rate
     result = {
         "burst": args.burst,
         "serial": args.serial,
@@ -122,6 +166,9 @@ def main() -> None:
         "orc_p99_ms": round(percentile(orc_lat, 0.99), 3),
         "direct_p50_ms": round(direct_p50, 3),
         "added_p50_ms": round(statistics.median(orc_lat) - direct_p50, 3),
+        "stack_post_per_s": round(stack_rate, 1),
+        "stack_cpu_us_per_request": round(stack_cpu_us, 1),
+        "ceiling_vs_direct": round(popen_us / (stack_cpu_us + popen_us), 3),
     }
     print(f"{'':28}{'orc':>12}{'direct':>12}{'ratio':>10}")
     print(
@@ -134,6 +181,11 @@ def main() -> None:
     )
     print(f"{'serial p99 ms':28}{result['orc_p99_ms']:>12.3f}{percentile(direct_lat, 0.99):>12.3f}")
     print(f"added p50: {result['added_p50_ms']} ms")
+    print(
+        f"the bare stack (quart-trio on hypercorn): {stack_rate:.0f} POST/s,"
+        f" {stack_cpu_us:.0f} µs of server CPU each; with one Popen per task ({popen_us:.0f} µs)"
+        f" on top, one event loop reaches at most {result['ceiling_vs_direct']:.2f} of direct"
+    )
     if args.json:
         print(json.dumps(result))
 
