@@ -210,13 +210,14 @@ def purge(state: ClusterState, cmd: Purge) -> Decision:
     """Forget the tasks that ended at least `retention` seconds ago: a cluster that runs for
     months must not keep (and list, snapshot and replay) every task it ever ran.
 
-    A task waiting out a restart backoff has not ended, and is kept.
+    A task waiting out a restart backoff is Scheduled, not ended, and is kept; one that was
+    restarted before and has ended since is forgotten like any other.
     """
     cutoff = clock.parse(cmd.now) - timedelta(seconds=cmd.retention)
     reason = f"ended more than {fmt_seconds(cmd.retention)} ago (ORC_TASK_RETENTION)"
     events: list[AnyEvent] = []
     for task in state.tasks.values():
-        if task.state in TERMINAL and task.id not in state.restarts and _ended_by(task, cutoff):
+        if task.state in TERMINAL and _ended_by(task, cutoff):
             events.append(TaskPurged(at=cmd.now, task_id=task.id, reason=reason))
             if len(events) == PURGE_BATCH:
                 break

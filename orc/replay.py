@@ -142,7 +142,7 @@ def _problem(state: ClusterState, task: Task | None, event: AnyEvent) -> tuple[s
         )
     current = State(task.state)
     if isinstance(event, TaskPurged):
-        if current not in TERMINAL or task.id in state.restarts:
+        if current not in TERMINAL:
             return "purge-active", f"purged while {current.label}: only ended tasks are forgotten"
         return None
     if current in TERMINAL and not isinstance(event, TaskScheduled):

@@ -18,6 +18,7 @@ from orc.events import (
     NodeJoined,
     TaskExited,
     TaskPurged,
+    TaskRestarted,
     TaskRestarting,
     TaskScheduled,
     TaskStarted,
@@ -89,6 +90,37 @@ def test_a_task_waiting_to_restart_is_kept() -> None:
     assert state.tasks["running"].state == State.SCHEDULED
     events, _ = decide.purge(state, Purge(now=later(T0, 999), retention=1))
     assert "running" not in {e.task_id for e in events}  # type: ignore[attr-defined]
+
+
+def test_a_task_restarted_before_and_ended_since_is_forgotten() -> None:
+    """Its restart streak stays in the state after it ends; that must not keep it forever."""
+    state = _state()
+    restarting = TaskRestarting(
+        at=later(T0, 30),
+        task_id="running",
+        node="w1",
+        reason="exit 1",
+        restart_count=1,
+        streak=1,
+        delay=1,
+        not_before=later(T0, 31),
+    )
+    second_run: list[AnyEvent] = [
+        restarting,
+        TaskRestarted(at=later(T0, 31), task_id="running", node="w1"),
+        TaskStarted(at=later(T0, 32), task_id="running", node="w1"),
+        TaskExited(at=later(T0, 40), task_id="running", node="w1", exit_code=0),
+    ]
+    fold(second_run, state)
+    assert state.tasks["running"].state == State.COMPLETED and "running" in state.restarts
+    events, _ = decide.purge(state, Purge(now=later(T0, 500), retention=90))
+    assert "running" in {e.task_id for e in events}  # type: ignore[attr-defined]
+    # and `orc replay --check` takes that purge as legal
+    purge = [e for e in events if e.task_id == "running"]  # type: ignore[attr-defined]
+    log = [NodeJoined(at=T0, node=NODE), *_life("running", None), *second_run, *purge]
+    assert replay.check(list(enumerate(log, 1))).violations == []
+    fold(events, state)
+    assert "running" not in state.tasks and "running" not in state.restarts
 
 
 def test_purge_takes_a_bounded_batch(monkeypatch: pytest.MonkeyPatch) -> None:
