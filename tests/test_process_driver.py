@@ -98,3 +98,24 @@ async def test_a_command_that_does_not_exist_is_a_launch_error(tmp_path: Path) -
         task = _task(["sh", "-c", "echo after"])
         assert (await driver.wait(await driver.start(task))).code == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_spares_the_disk_refuses_leave_launches_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`.spare` cannot be made (here a file has its name): one warning, launches make their
+    own directories, and the next launch after the cause is gone brings the spares back."""
+    (tmp_path / ".spare").write_text("in the way")
+    driver = ProcessDriver(tmp_path, stop_grace=1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver.keep_spares)
+        for _ in range(3):
+            task = _task(["sh", "-c", "echo own"])
+            assert (await driver.wait(await driver.start(task))).code == 0
+            assert await driver.logs(task.id) == (b"own\n", b"")
+        warnings = [r for r in caplog.records if "cannot prepare" in r.getMessage()]
+        assert len(warnings) == 1 and ".spare" in warnings[0].getMessage()
+        (tmp_path / ".spare").unlink()
+        await driver.wait(await driver.start(_task(["true"])))  # wakes keep_spares
+        assert len(await _spares_ready(tmp_path)) == SPARES
+        nursery.cancel_scope.cancel()

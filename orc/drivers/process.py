@@ -104,10 +104,11 @@ def _make_spare(spares: Path) -> Path:
 
 
 def _old_spares(spares: Path) -> list[Path]:
-    """Spares left by an earlier run of the driver (empty; a missing file is made at launch)."""
+    """Spares left by an earlier run of the driver (empty; a missing file is made at launch).
+    Empty when `.spare` is missing or unreadable: making spares then says why."""
     try:
         return [entry for entry in spares.iterdir() if entry.is_dir()]
-    except FileNotFoundError:
+    except OSError:
         return []
 
 
