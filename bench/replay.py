@@ -6,12 +6,12 @@ The log holds a realistic mix of orc's own events: for each of N tasks (default 
 submission, a placement, a start and an exit (4N events, 1,000,000 by default), after a few
 nodes joined, written with `append_batch`. Measured, each keeping its best of --repeat runs:
 
-- replay_per_s: read (read-only), decode and `orc.state.apply` every event, as `orc replay`
+- replay_per_s: read (read-only), decode and `orc.core.state.apply` every event, as `orc replay`
   and the manager do; beside it, the read+decode rate alone, to show where the time goes.
 - startup_1m_full_s: the manager's state load, `EventLog.open` (checks every segment) plus
-  `orc.state.load_state`.
+  `orc.shell.recovery.load_state`.
 - startup_1m_snapshot_s: the same from a snapshot written 10,000 events before the end, as
-  the manager starts (`orc.snapshots.recover`: newest snapshot, then the events after it).
+  the manager starts (`orc.shell.recovery.recover`: newest snapshot, then the events after it).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 import trio  # noqa: E402
 
 from eventlog import EventLog, open_readonly  # noqa: E402
-from orc.events import (  # noqa: E402
+from orc.core.events import (  # noqa: E402
     AnyEvent,
     NodeJoined,
     TaskExited,
@@ -43,9 +43,10 @@ from orc.events import (  # noqa: E402
     TaskStarted,
     TaskSubmitted,
 )
-from orc.model import NodeInfo, Task  # noqa: E402
-from orc.snapshots import encode_state, recover  # noqa: E402
-from orc.state import ClusterState, load_state, replay  # noqa: E402
+from orc.core.model import NodeInfo, Task  # noqa: E402
+from orc.core.snapshot import encode_state  # noqa: E402
+from orc.core.state import ClusterState, replay  # noqa: E402
+from orc.shell.recovery import load_state, recover  # noqa: E402
 
 NODES = 8
 BATCH = 10_000

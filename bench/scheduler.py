@@ -10,7 +10,7 @@ tasks free capacity as in a live cluster. For each policy and node count:
 - `<policy>_<nodes>_per_s`: placements per second over the whole run (ends included);
 - `<policy>_<nodes>_p99_ms` (and `_p50_ms`, `_max_ms`): the time of one `Placer.place` call;
 - `<policy>_naive_<nodes>_per_s`: the reference, the book's way: the three pure steps
-  scoring every node for every task (`orc.scheduling.choose`), on fewer tasks.
+  scoring every node for every task (`orc.core.placement.choose`), on fewer tasks.
 
 After each run the index's allocations are checked against allocations derived from the
 placed-and-not-finished tasks, and every placement is checked to fit.
@@ -32,8 +32,8 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 
 import msgspec  # noqa: E402
 
-from orc.model import NodeInfo, State, Task  # noqa: E402
-from orc.scheduling import (  # noqa: E402
+from orc.core.model import NodeInfo, State, Task  # noqa: E402
+from orc.core.placement import (  # noqa: E402
     EMPTY,
     Allocation,
     Placer,

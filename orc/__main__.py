@@ -1,5 +1,5 @@
 import sys
 
-from orc.cli import main
+from orc.cmd.main import main
 
 sys.exit(main())

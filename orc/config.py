@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from orc.scheduling import POLICIES
+from orc.core.placement import POLICIES
 
 DEFAULTS: dict[str, str] = {
     "ORC_MANAGER_HOST": "localhost",

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from orc import config
-from orc.node import run_cluster
+from orc.cmd.cluster import run_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

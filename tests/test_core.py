@@ -7,8 +7,8 @@ import itertools
 import msgspec
 import pytest
 
-from orc import decide
-from orc.events import (
+from orc.core import decide
+from orc.core.events import (
     NodeJoined,
     TaskExited,
     TaskFailed,
@@ -19,11 +19,11 @@ from orc.events import (
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.messages import Join, Place, Stop, Submit
-from orc.model import NodeInfo, State, Task, TaskEvent, for_wire
-from orc.scheduling import choose, select_candidates
-from orc.state import ClusterState, apply, replay
-from orc.transitions import LEGAL, IllegalTransition, is_legal
+from orc.core.messages import Join, Place, Stop, Submit
+from orc.core.model import NodeInfo, State, Task, TaskEvent, for_wire
+from orc.core.placement import choose, select_candidates
+from orc.core.state import ClusterState, apply, replay
+from orc.core.transitions import LEGAL, IllegalTransition, is_legal
 
 T0 = "2026-01-01T00:00:00+00:00"
 T1 = "2026-01-01T00:00:01+00:00"

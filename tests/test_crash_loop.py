@@ -13,9 +13,9 @@ import httpx
 import trio
 
 from eventlog import EventLog
-from orc.events import AnyEvent
-from orc.state import load_state
-from orc.transitions import TERMINAL
+from orc.core.events import AnyEvent
+from orc.core.transitions import TERMINAL
+from orc.shell.recovery import load_state
 from tests.test_e2e import Orc
 
 TASKS = 1000

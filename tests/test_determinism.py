@@ -8,15 +8,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import orc.state
-from orc.cli import main
-from orc.events import TaskExited
+import orc.core.state
+from orc.cmd.main import main
+from orc.core.events import TaskExited
 from tests.test_snapshots import _run_tasks
 
 
-def _exit_forgetting_the_code(state: orc.state.ClusterState, e: TaskExited) -> None:
+def _exit_forgetting_the_code(state: orc.core.state.ClusterState, e: TaskExited) -> None:
     """Like the real handler, but drops the exit code: the bug a refactor might bring."""
-    orc.state._exited(state, msgspec.structs.replace(e, exit_code=None))
+    orc.core.state._exited(state, msgspec.structs.replace(e, exit_code=None))
 
 
 async def test_digests_hold_then_a_changed_apply_diverges(
@@ -26,7 +26,7 @@ async def test_digests_hold_then_a_changed_apply_diverges(
     assert main(["replay", str(log_dir), "--check"]) == 0
     capsys.readouterr()
 
-    monkeypatch.setitem(orc.state._HANDLERS, TaskExited, _exit_forgetting_the_code)
+    monkeypatch.setitem(orc.core.state._HANDLERS, TaskExited, _exit_forgetting_the_code)
     assert main(["replay", str(log_dir), "--check"]) == 1
     out = capsys.readouterr().out
     assert "digest" in out and "first divergence: between seq" in out

@@ -12,7 +12,7 @@ import trio
 
 import eventlog.log
 from eventlog import EventLog
-from orc.events import AnyEvent
+from orc.core.events import AnyEvent
 from tests.conftest import RunningCluster, wait_for_state
 
 

@@ -8,10 +8,10 @@ import trio
 import trio.testing
 
 from actors import Actor, ActorRef, Supervisor
-from orc.messages import AttachProxy, Join, ListNodes, NodeSilent
-from orc.model import NodeInfo
-from orc.monitor import Heartbeats, NodeMonitor, Register
-from orc.remote import Resync, Seen
+from orc.core.messages import AttachProxy, Join, ListNodes, NodeSilent
+from orc.core.model import NodeInfo
+from orc.nodes.remote import Resync, Seen
+from orc.shell.monitor import Heartbeats, NodeMonitor, Register
 
 TTL = 10.0
 W1 = NodeInfo(name="w1", address="127.0.0.1:1", drivers=("process",))

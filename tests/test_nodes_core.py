@@ -8,8 +8,8 @@ import logging
 import msgspec
 import pytest
 
-from orc import decide, restarting
-from orc.events import (
+from orc.core import decide, restarting
+from orc.core.events import (
     NodeDown,
     NodeJoined,
     TaskExited,
@@ -19,11 +19,11 @@ from orc.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from orc.messages import Join, NodeSilent, Place
-from orc.model import NodeInfo, State, Task
-from orc.nodes import node_views
-from orc.snapshots import decode_state, encode_state, state_digest
-from orc.state import ClusterState, apply, replay
+from orc.core.messages import Join, NodeSilent, Place
+from orc.core.model import NodeInfo, State, Task
+from orc.core.nodeview import node_views
+from orc.core.snapshot import decode_state, encode_state, state_digest
+from orc.core.state import ClusterState, apply, replay
 
 T0 = "2026-01-01T00:00:00+00:00"
 T1 = "2026-01-01T00:00:01+00:00"

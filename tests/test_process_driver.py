@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from orc.core.model import Task
 from orc.drivers.base import LaunchError
 from orc.drivers.process import SPARES, ProcessDriver
-from orc.model import Task
 
 
 def _task(cmd: list[str]) -> Task:

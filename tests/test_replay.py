@@ -14,9 +14,8 @@ import pytest
 import trio
 
 from eventlog import EventLog
-from orc import replay
-from orc.cli import main
-from orc.events import (
+from orc.cmd.main import main
+from orc.core.events import (
     AnyEvent,
     NodeJoined,
     TaskExited,
@@ -27,8 +26,9 @@ from orc.events import (
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.model import NodeInfo, State, Task
-from orc.state import ClusterState
+from orc.core.model import NodeInfo, State, Task
+from orc.core.state import ClusterState
+from orc.replay import story as replay
 from tests.conftest import RunningCluster, wait_for_state
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -171,7 +171,7 @@ async def test_json_documents(known_log: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_durations() -> None:
-    from orc.replay_render import duration
+    from orc.replay.render import duration
 
     cases = {0.0123: "12ms", 1.25: "1.2s", 59.94: "59.9s", 125: "2m05s", 3720: "1h02m"}
     for seconds, text in cases.items():
@@ -450,7 +450,7 @@ async def test_compacted_log_starts_from_the_snapshot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Compaction removed events 1-10; a snapshot at seq 10 stands for them."""
-    from orc.snapshots import encode_state
+    from orc.core.snapshot import encode_state
 
     events = known_events()
     directory = tmp_path / "log"

@@ -18,8 +18,7 @@ import trio
 
 from actors import Supervisor
 from eventlog.reader import read_log
-from orc.clock import later
-from orc.events import (
+from orc.core.events import (
     AnyEvent,
     NodeJoined,
     TaskExited,
@@ -33,12 +32,14 @@ from orc.events import (
     TaskUnhealthy,
     TaskUnplaced,
 )
-from orc.health import HealthChecker, count_failures, health_url
-from orc.messages import Arm, Hold, RestartDue, Unhealthy, Watch
-from orc.model import NodeInfo, State, Task
-from orc.restarting import restart_due, review, unhealthy
-from orc.restarts import RestartSettings, backoff, plan, should_restart, streak_after
-from orc.state import ClusterState, apply
+from orc.core.health import count_failures, health_url
+from orc.core.messages import Arm, Hold, RestartDue, Unhealthy, Watch
+from orc.core.model import NodeInfo, State, Task
+from orc.core.restarting import restart_due, review, unhealthy
+from orc.core.restarts import RestartSettings, backoff, plan, should_restart, streak_after
+from orc.core.state import ClusterState, apply
+from orc.core.times import later
+from orc.shell.health import HealthChecker
 from tests.conftest import make_settings, running_cluster, wait_for_state
 from tests.test_docker import docker_cluster
 from tests.test_docker import engine as engine  # fixtures, shared with tests/test_docker.py
@@ -253,7 +254,7 @@ class Inbox:
 
 
 async def test_restarter_fires_at_the_deadline(autojump_clock: trio.abc.Clock) -> None:
-    from orc.restarter import Restarter
+    from orc.shell.restarter import Restarter
 
     inbox = Inbox()
     sup = Supervisor("t")

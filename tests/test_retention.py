@@ -11,9 +11,9 @@ import trio
 
 from actors import Supervisor
 from eventlog.reader import read_log
-from orc import config, decide, replay
-from orc.clock import later
-from orc.events import (
+from orc import config
+from orc.core import decide
+from orc.core.events import (
     AnyEvent,
     NodeJoined,
     TaskExited,
@@ -24,11 +24,13 @@ from orc.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from orc.messages import Purge
-from orc.model import NodeInfo, State, Task
-from orc.retention import Reaper, interval_for
-from orc.state import ClusterState
-from orc.state import replay as fold
+from orc.core.messages import Purge
+from orc.core.model import NodeInfo, State, Task
+from orc.core.state import ClusterState
+from orc.core.state import replay as fold
+from orc.core.times import later
+from orc.replay import story as replay
+from orc.shell.reaper import Reaper, interval_for
 from tests.conftest import make_settings, running_cluster, wait_for_state
 
 T0 = "2026-11-28T10:00:00+00:00"

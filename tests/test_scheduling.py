@@ -14,11 +14,10 @@ import trio
 
 from actors import Actor, Supervisor
 from orc.config import ConfigError, load
-from orc.events import NodeJoined, TaskExited, TaskScheduled, TaskStarted, TaskSubmitted
-from orc.messages import NodesChanged, Place, Schedule, TasksEnded, TasksPlaced
-from orc.model import NodeInfo, State, Task
-from orc.scheduler import Scheduler
-from orc.scheduling import (
+from orc.core.events import NodeJoined, TaskExited, TaskScheduled, TaskStarted, TaskSubmitted
+from orc.core.messages import NodesChanged, Place, Schedule, TasksEnded, TasksPlaced
+from orc.core.model import NodeInfo, State, Task
+from orc.core.placement import (
     LIEB,
     Allocation,
     Placer,
@@ -32,8 +31,9 @@ from orc.scheduling import (
     score,
     select_candidates,
 )
-from orc.state import replay
-from orc.stats import capacity
+from orc.core.state import replay
+from orc.shell.scheduler import Scheduler
+from orc.shell.stats import capacity
 from tests.conftest import RunningCluster, wait_for_state
 
 MiB, GiB = 1 << 20, 1 << 30

@@ -9,9 +9,10 @@ from pathlib import Path
 import trio
 
 from eventlog import EventLog
-from orc.events import AnyEvent, StateDigest
-from orc.snapshots import decode_state, encode_state, recover, state_digest
-from orc.state import ClusterState, apply, load_state
+from orc.core.events import AnyEvent, StateDigest
+from orc.core.snapshot import decode_state, encode_state, state_digest
+from orc.core.state import ClusterState, apply
+from orc.shell.recovery import load_state, recover
 from tests.conftest import make_settings, running_cluster
 
 

@@ -14,10 +14,10 @@ import trio
 
 from actors import Supervisor
 from orc.clock import now
-from orc.events import AnyEvent
-from orc.messages import GetTask, Join, Reply, Submit
-from orc.model import State, Task, TaskEvent
-from orc.node import Cluster, build, open_event_log
+from orc.cmd.cluster import Cluster, build, open_event_log
+from orc.core.events import AnyEvent
+from orc.core.messages import GetTask, Join, Reply, Submit
+from orc.core.model import State, Task, TaskEvent
 from tests.conftest import make_settings
 
 

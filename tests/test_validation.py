@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orc.validation import Invalid, check_task_event, decode_task_event
+from orc.core.validation import Invalid, check_task_event, decode_task_event
 
 ID = "266592cd-960d-4091-981c-8c25c44b1018"
 NEW = "11111111-2222-3333-4444-555555555555"

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from orc.model import Task
+from orc.core.model import Task
 
 
 class Exit(msgspec.Struct, frozen=True):

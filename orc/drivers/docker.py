@@ -6,7 +6,7 @@ thread blocked in `container.wait()`, under a separate, larger limiter so that w
 containers never hold up launches. That blocking wait is how an exit is noticed within
 milliseconds, with no polling.
 
-Containers carry labels: `orc.task-id`, `orc.node`, `orc.cluster` (the data dir's cluster ID,
+Containers carry labels: `orc.task-id`, `orc.cmd.cluster`, `orc.cluster` (the data dir's cluster ID,
 so two orc installations on one engine never adopt each other's containers) and `orc.task`
 (the task as JSON, so a restarted worker can rebuild what it was running).
 
@@ -36,6 +36,7 @@ import trio
 import urllib3.exceptions
 from docker.utils import kwargs_from_env
 
+from orc.core.model import HostPort, Task
 from orc.drivers.base import (
     DriverUnavailable,
     Exit,
@@ -44,7 +45,6 @@ from orc.drivers.base import (
     record_exit,
     recorded_exit,
 )
-from orc.model import HostPort, Task
 
 log = logging.getLogger("orc.docker")
 

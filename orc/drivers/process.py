@@ -26,8 +26,8 @@ from pathlib import Path
 import msgspec
 import trio
 
+from orc.core.model import Task
 from orc.drivers.base import Exit, LaunchError, read_output, record_exit, recorded_exit
-from orc.model import Task
 
 log = logging.getLogger("orc.drivers.process")
 

@@ -1,0 +1,156 @@
+"""`orc replay`: read a log without touching it, and print what `orc.replay.story` makes of it.
+
+The I/O shell around the pure `orc.replay.story`: locating and reading the log, exit statuses, and
+turning every bad input into one line on stderr (status 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from orc import config
+from orc.replay import render as replay_render
+from orc.replay import story as replay
+from orc.replay.read import BadInput, Log, read
+
+BAD_INPUT = 2
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "replay",
+        help="tell the story of an event log",
+        description="Read an orc event log (read-only: it may be in use by a running orc) and"
+        " print its timeline, one task's history, the state at a point, or a check that every"
+        " transition was legal. Exit status: 0 ok, 1 --check found broken rules, 2 bad input.",
+    )
+    parser.add_argument(
+        "data_dir_replay",
+        nargs="?",
+        metavar="DATA_DIR",
+        help="an orc data dir (holding log/) or the log dir itself; default: ORC_DATA_DIR",
+    )
+    parser.add_argument("--task", metavar="ID", help="one task's history (an ID or its prefix)")
+    parser.add_argument(
+        "--at",
+        metavar="SEQ|TIME",
+        help="the whole state after this sequence number or RFC 3339 time",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check that every transition was legal and every invariant holds (exit 1 if not)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        log_dir = find_log(_data_dir(args))
+        log = read(log_dir)
+        status, text = _answer(args, log)
+    except BadInput as exc:
+        print(f"orc replay: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    if log.base_seq and not args.json:
+        print(
+            f"orc replay: note: events 1-{log.base_seq} were compacted away; the story starts"
+            f" from the snapshot at seq {log.base_seq}",
+            file=sys.stderr,
+        )
+    if log.reader.torn_tail is not None and not args.json:
+        torn = log.reader.torn_tail
+        print(
+            f"orc replay: note: {torn.path} ends in an incomplete record at offset {torn.offset}"
+            f" ({torn.dropped_bytes} bytes: a crash, or a write in progress); it is left out",
+            file=sys.stderr,
+        )
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `orc replay | head`
+        sys.stdout = None  # type: ignore[assignment]  # nothing left to flush at exit
+    return status
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir_replay:
+        return Path(args.data_dir_replay)
+    try:
+        return config.load().data_dir
+    except config.ConfigError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def find_log(path: Path) -> Path:
+    """The log directory: `path/log` for a data dir, or `path` itself if it holds segments."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such directory")
+    if not path.is_dir():
+        raise BadInput(
+            f"{path} is not a directory: give an orc data dir (holding log/) or its log dir"
+        )
+    for candidate in (path / "log", path):
+        try:
+            if candidate.is_dir() and any(candidate.glob("*.seg")):
+                return candidate
+        except OSError as exc:
+            raise BadInput(f"cannot read {candidate}: {exc.strerror}") from None
+    raise BadInput(f"no event log in {path} (neither {path / 'log'} nor {path} holds .seg files)")
+
+
+def _answer(args: argparse.Namespace, log: Log) -> tuple[int, str]:
+    """The exit status and the output text; BadInput for questions the log cannot answer."""
+    render = replay_render
+    records, base = log.records, log.base
+    try:
+        if args.at is not None:
+            records = replay.until(records, replay.parse_at(args.at))
+        task_id = replay.find_task(records, args.task, base) if args.task else None
+        if args.check:
+            result = replay.check(records, base)
+            if task_id is not None:  # only that task's broken rules
+                result.violations = [
+                    v for v in result.violations if replay.task_of(v.record) == task_id
+                ]
+                result.ok = not result.violations
+            status = 0 if result.ok else 1
+            return status, _out(args, log, render.check_json, render.check_text, result)
+        if task_id is not None:
+            h = replay.history(records, task_id, base)
+            return 0, _out(args, log, render.history_json, render.history_text, h)
+        if args.at is not None:
+            state = replay.state_of(records, base)
+            seq, at = records[-1][0], records[-1][1].at
+            return 0, _out(args, log, render.state_json, render.state_text, state, seq, at)
+        rows = replay.timeline(records, base)
+        return 0, _out(args, log, render.timeline_json, render.timeline_text, rows)
+    except replay.ReplayError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _out(
+    args: argparse.Namespace,
+    log: Log,
+    as_json: Callable[..., dict[str, Any]],
+    as_text: Callable[..., str],
+    *what: Any,
+) -> str:
+    if not args.json:
+        return as_text(*what)
+    torn = log.reader.torn_tail
+    doc = {
+        "log": log.reader.directory,
+        "first_seq": log.reader.first_seq,
+        "last_seq": log.reader.last_seq,
+        "snapshot_seq": log.base_seq or None,
+        "torn_tail": msgspec.to_builtins(torn) if torn is not None else None,
+        **as_json(*what),
+    }
+    return msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"

@@ -1,0 +1,234 @@
+"""Messages between orc's actors. All are msgspec structs so that the same types can cross
+HTTP between separate manager and worker processes.
+
+Worker -> manager updates are the log's own `TaskStarted`, `TaskExited` and `TaskLost` events.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from orc.core.model import NodeInfo, Task, TaskEvent
+
+# -- to the manager ---------------------------------------------------------------------------
+
+
+class Submit(msgspec.Struct, frozen=True):
+    """A checked TaskEvent from a client (IDs filled in) and the time it arrived."""
+
+    event: TaskEvent
+    now: str
+
+
+class Stop(msgspec.Struct, frozen=True):
+    task_id: str
+    now: str
+
+
+class Place(msgspec.Struct, frozen=True):
+    """The scheduler's decision for one task: a node, or the reason there is none."""
+
+    task_id: str
+    node: str
+    reason: str
+    now: str
+
+
+class NodeSilent(msgspec.Struct, frozen=True):
+    """From the node monitor: nothing was heard from `node` for ORC_NODE_TTL."""
+
+    node: str
+    reason: str
+    now: str
+
+
+class Purge(msgspec.Struct, frozen=True):
+    """From the reaper: forget the tasks that ended more than `retention` seconds before `now`."""
+
+    now: str
+    retention: float
+
+
+class Join(msgspec.Struct, frozen=True):
+    node: NodeInfo
+    now: str
+
+
+class GetTask(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class ListTasks(msgspec.Struct, frozen=True):
+    pass
+
+
+class GetStats(msgspec.Struct, frozen=True):
+    pass
+
+
+class ListNodes(msgspec.Struct, frozen=True):
+    """Answered with `orc.core.nodeview.NodeView`s (GET /nodes)."""
+
+
+class PlacedOn(msgspec.Struct, frozen=True):
+    """Answered with the tasks the manager has Scheduled or Running on `node`, and the last
+    worker seq it applied from it: what a proxy needs to (re)connect to its worker."""
+
+    node: str
+
+
+class AttachProxy(msgspec.Struct, frozen=True):
+    """The node's WorkerProxy now exists (separate processes: made when a node registers)."""
+
+    node: str
+    proxy: object
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """The manager's answer to a client command: an HTTP status and what to send."""
+
+    status: int
+    task: Task | None = None
+    event: TaskEvent | None = None
+    message: str = ""
+
+
+# -- to the scheduler -------------------------------------------------------------------------
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    tasks: tuple[Task, ...]
+
+
+class NodesChanged(msgspec.Struct, frozen=True):
+    nodes: tuple[NodeInfo, ...]
+
+
+class TasksPlaced(msgspec.Struct, frozen=True):
+    """Tasks the log now has Scheduled or Running on a node: the scheduler counts them there.
+
+    Sent for every `TaskScheduled`, and on manager start-up for everything placed, so the
+    scheduler's allocations follow the log whoever placed the task (itself or a restart).
+    """
+
+    tasks: tuple[Task, ...]
+
+
+class TasksEnded(msgspec.Struct, frozen=True):
+    """Tasks that finished or were stopped before they ran: their capacity is free again,
+    and a waiting task may fit now.
+    """
+
+    task_ids: tuple[str, ...]
+
+
+# -- to a worker (through its proxy) ----------------------------------------------------------
+
+
+class RunTask(msgspec.Struct, frozen=True):
+    task: Task
+
+
+class StopTask(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class Reconcile(msgspec.Struct, frozen=True):
+    """After a manager start, or a (re)connection to a worker: the tasks the manager believes
+    are placed on this worker. With `exclusive`, the worker also stops every task it runs
+    that is not in the list (it was failed or placed elsewhere while the worker was away)."""
+
+    tasks: tuple[Task, ...]
+    exclusive: bool = False
+
+
+class ListWorkerTasks(msgspec.Struct, frozen=True):
+    pass
+
+
+class GetLogs(msgspec.Struct, frozen=True):
+    """Ask a worker for a task's output: answered `(stdout, stderr)` bytes, or None if unknown.
+
+    `driver` is set by the manager (which knows the task) so a worker that restarted since
+    the task ended still finds its output.
+    """
+
+    task_id: str
+    driver: str = ""
+
+
+class Disown(msgspec.Struct, frozen=True):
+    """Forget an adopted task the manager does not know: leave its container or process be."""
+
+    task_id: str
+
+
+class Ping(msgspec.Struct, frozen=True):
+    """Answered once every message before it has been handled (any actor): a barrier."""
+
+
+class Shutdown(msgspec.Struct, frozen=True):
+    """Stop every task and report it, before orc exits."""
+
+
+# -- restarts and health checks (orc/restarter.py, orc/health.py) -----------------------------
+
+
+class Arm(msgspec.Struct, frozen=True):
+    """To the Restarter: tell the manager `RestartDue` for `task_id` at `not_before`."""
+
+    task_id: str
+    not_before: str
+
+
+class RestartDue(msgspec.Struct, frozen=True):
+    """From the Restarter: the backoff that ends at `not_before` is over."""
+
+    task_id: str
+    not_before: str
+    now: str
+
+
+class Watch(msgspec.Struct, frozen=True):
+    """To the HealthChecker: GET `url` for the run of `task_id` that started at `starts_at`."""
+
+    task_id: str
+    node: str
+    starts_at: str
+    url: str
+
+
+class Unwatch(msgspec.Struct, frozen=True):
+    task_id: str
+
+
+class Unhealthy(msgspec.Struct, frozen=True):
+    """From the HealthChecker: the run that started at `starts_at` failed `failures` checks in a
+    row; `reason` is the last failure."""
+
+    task_id: str
+    node: str
+    starts_at: str
+    failures: int
+    reason: str
+    now: str
+
+
+class Hold(msgspec.Struct, frozen=True):
+    """To the Restarter, as orc shuts down: fire no more restarts (the log keeps them; the next
+    start arms them again)."""
+
+
+class LogBehind(msgspec.Struct, frozen=True):
+    """From a node's proxy: the node's log ends at `last_seq`, below what the manager applied."""
+
+    node: str
+    last_seq: int
+    now: str
+
+
+class ResendState(msgspec.Struct, frozen=True):
+    """To the manager, from a fresh actor that replaces a crashed one (`role`: scheduler,
+    restarter or health): send it again the state it derives from the log."""
+
+    role: str

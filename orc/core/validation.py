@@ -1,0 +1,138 @@
+"""Turn a request body into a checked TaskEvent, or say exactly what is wrong with it.
+
+Decoding errors keep msgspec's path (`Expected int, got str - at $.Task.Memory`); the checks
+msgspec cannot express name their field in the same style.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TypeVar
+
+import msgspec
+
+from orc.core.model import State, Task, TaskEvent
+from orc.core.restarts import POLICIES
+
+DRIVERS = ("docker", "process")
+RESTART_POLICIES = ("", *POLICIES)  # "" is the seed's default: `no`
+_PORT = re.compile(r"^\d{1,5}(/(tcp|udp|sctp))?$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=", re.ASCII)
+_IMAGE = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+
+_decoder = msgspec.json.Decoder(TaskEvent)
+T = TypeVar("T")
+
+
+class Invalid(ValueError):
+    """Bad input: the message says which field and why."""
+
+
+def decode_task_event(body: bytes) -> TaskEvent:
+    return decode_json(body, _decoder, "a JSON TaskEvent with a Task")
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T], wanted: str) -> T:
+    """A request body decoded, or Invalid saying where and why (msgspec's path)."""
+    if not body.strip():
+        raise Invalid(f"request body is empty: send {wanted}")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Invalid(_backticks_off(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"malformed JSON: {_backticks_off(str(exc))}") from None
+
+
+def _backticks_off(text: str) -> str:
+    return text.replace("`", "")
+
+
+def _check_uuid(value: str, where: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Invalid(f"Expected a UUID, got {value!r} - at {where}") from None
+
+
+def _check_port(port: str, where: str) -> None:
+    if not _PORT.match(port) or not 0 < int(port.split("/")[0]) < 65536:
+        raise Invalid(f"Expected a port like '80/tcp', got {port!r} - at {where}")
+
+
+def check_task_event(event: TaskEvent, new_id: str) -> TaskEvent:
+    """The event with IDs filled in and normalised, or Invalid.
+
+    `new_id` is used when neither the event nor its task carries an ID: the caller makes it,
+    so this stays a pure function.
+    """
+    if event.state not in (State.SCHEDULED, State.RUNNING, State.COMPLETED):
+        raise Invalid(
+            f"Expected State 1 or 2 (run the task) or 3 (stop it), got {event.state} - at $.State"
+        )
+    if event.task is None:
+        raise Invalid("Object missing required field Task - at $")
+    event_id = _check_uuid(event.id, "$.ID") if event.id else ""
+    task_id = _check_uuid(event.task.id, "$.Task.ID") if event.task.id else ""
+    task_id = task_id or event_id or new_id
+    task = msgspec.structs.replace(event.task, id=task_id)
+    if event.state != State.COMPLETED:
+        task = check_task_spec(task)
+    return msgspec.structs.replace(event, id=event_id or task_id, task=task)
+
+
+def check_task_spec(task: Task) -> Task:
+    """Check what a task asks for; returns it with `Driver` decided."""
+    for name in ("memory", "disk", "cpu"):
+        value = getattr(task, name)
+        if value < 0:
+            field = "CPU" if name == "cpu" else name.capitalize()
+            raise Invalid(f"Expected {field} >= 0, got {value} - at $.Task.{field}")
+    if task.restart_policy not in RESTART_POLICIES:
+        allowed = ", ".join(repr(p) for p in RESTART_POLICIES)
+        raise Invalid(
+            f"Expected RestartPolicy one of {allowed}, got {task.restart_policy!r}"
+            " - at $.Task.RestartPolicy"
+        )
+    if task.image and not _IMAGE.match(task.image):
+        raise Invalid(
+            f"Expected an image reference like 'name:tag', got {task.image!r} - at $.Task.Image"
+        )
+    if task.cmd is not None and not task.cmd and not task.image:
+        raise Invalid("Expected a non-empty argv list, got [] - at $.Task.Cmd")
+    for i, item in enumerate(task.env or ()):
+        if not _ENV.match(item):
+            raise Invalid(f"Expected 'NAME=value', got {item!r} - at $.Task.Env[{i}]")
+    for port in task.exposed_ports or {}:
+        _check_port(port, "$.Task.ExposedPorts")
+    for port, host in (task.port_bindings or {}).items():
+        _check_port(port, "$.Task.PortBindings")
+        if host and not (host.isdigit() and 0 < int(host) < 65536):
+            raise Invalid(f"Expected a host port 1-65535, got {host!r} - at $.Task.PortBindings")
+    return msgspec.structs.replace(task, driver=_driver_for(task))
+
+
+def _driver_for(task: Task) -> str:
+    if task.driver:
+        if task.driver not in DRIVERS:
+            raise Invalid(
+                f"Expected Driver one of {', '.join(DRIVERS)}, got {task.driver!r}"
+                " - at $.Task.Driver"
+            )
+        if task.driver == "docker" and not task.image:
+            raise Invalid("Driver docker needs an Image - at $.Task.Image")
+        if task.driver == "process" and not task.cmd:
+            raise Invalid("Driver process needs a Cmd - at $.Task.Cmd")
+        return task.driver
+    if task.image:
+        return "docker"
+    if task.cmd:
+        return "process"
+    raise Invalid(
+        "Task needs an Image (run as a Docker container) or a Cmd (run as a local process)"
+        " - at $.Task"
+    )

@@ -1,0 +1,149 @@
+"""What the manager's and the worker's HTTP apps share: JSON replies, JSON errors, serving."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from quart import Response, current_app, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors import ActorError
+from orc.core.messages import Reply
+from orc.core.model import Task, TaskEvent, for_wire
+from orc.core.validation import Invalid, check_task_event, decode_task_event
+
+log = logging.getLogger("orc.http")
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(body), status=status, content_type="application/json")
+
+
+def error(status: int, message: str) -> Response:
+    return json_response({"message": message}, status)
+
+
+def wire_tasks(tasks: list[Task]) -> list[Task]:
+    return [for_wire(t) for t in tasks]
+
+
+def wire_event(event: TaskEvent) -> TaskEvent:
+    task = for_wire(event.task) if event.task is not None else None
+    return msgspec.structs.replace(event, task=task)
+
+
+def reply_response(reply: Reply) -> Response:
+    if reply.status >= 400:
+        return error(reply.status, reply.message)
+    if reply.status == 204:
+        return Response(b"", status=204)
+    if reply.event is not None:
+        return json_response(wire_event(reply.event), reply.status)
+    if reply.task is not None:
+        return json_response(for_wire(reply.task), reply.status)
+    return Response(b"", status=reply.status)
+
+
+async def read_task_event() -> TaskEvent:
+    """The checked TaskEvent in the request body; raises Invalid."""
+    body = await request.get_data(cache=False)
+    assert isinstance(body, bytes)
+    return check_task_event(decode_task_event(body), str(uuid.uuid4()))
+
+
+def check_id(task_id: str) -> str:
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        raise Invalid(f"Expected a UUID, got {task_id!r} - at the path /tasks/{{id}}") from None
+
+
+def create_app(name: str, max_body: int) -> QuartTrio:
+    app = QuartTrio(name)
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["ORC_TOKEN"] = ""  # set by `require_token`
+
+    @app.before_request
+    async def check_token() -> Response | None:
+        token = current_app.config["ORC_TOKEN"]
+        if not token:
+            return None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return None
+        why = "a wrong token" if given else "no token"
+        return error(401, f"{why}: send the header `Authorization: Bearer <ORC_TOKEN>`")
+
+    @app.errorhandler(Invalid)
+    async def invalid(exc: Invalid) -> Response:
+        return error(400, str(exc))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body too large: at most {max_body} bytes"
+        elif exc.code == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        elif exc.code == 404:
+            message = f"no route {request.path}"
+        return error(exc.code or 500, message)
+
+    @app.errorhandler(ActorError)
+    async def actor_error(exc: ActorError) -> Response:
+        log.error("request %s %s failed: %s", request.method, request.path, exc)
+        return error(503, f"orc could not answer: {exc}; retry shortly")
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        log.exception("request %s %s failed", request.method, request.path)
+        return error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    return app
+
+
+def require_token(app: QuartTrio, token: str) -> QuartTrio:
+    """With a non-empty `token`, every request must carry `Authorization: Bearer <token>`."""
+    app.config["ORC_TOKEN"] = token
+    return app
+
+
+async def serve_app(
+    app: QuartTrio,
+    host: str,
+    port: int,
+    shutdown: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 2.0
+    try:
+        await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    except* OSError as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        reason = getattr(first, "strerror", None) or first
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def logs_response(logs: tuple[bytes, bytes]) -> Response:
+    """A task's output as JSON `{"Stdout": ..., "Stderr": ...}` (UTF-8, bad bytes replaced)."""
+    out, err = logs
+    return json_response(
+        {"Stdout": out.decode("utf-8", "replace"), "Stderr": err.decode("utf-8", "replace")}
+    )

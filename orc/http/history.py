@@ -1,0 +1,43 @@
+"""`GET /tasks/{id}/history`: one task's life as the log tells it, with the time it spent in
+each state. The same story `orc replay --task ID --json` tells, read from the live log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+
+from actors import ActorRef
+from orc.core.messages import GetTask, Reply
+from orc.core.model import for_wire
+from orc.http.app import check_id, error, json_response
+from orc.replay import story as replay
+from orc.replay.read import BadInput, read
+
+ASK_TIMEOUT = 10.0
+_readers = trio.CapacityLimiter(2)  # each request reads the whole log: not many at once
+
+
+def _history(log_dir: Path, task_id: str) -> replay.History:
+    """Blocking: reads the log (read-only, beside the manager that writes it)."""
+    log = read(log_dir)
+    return replay.history(log.records, task_id, log.base)
+
+
+def add_history_route(app: QuartTrio, manager: ActorRef, log_dir: Path) -> None:
+    @app.get("/tasks/<task_id>/history")
+    async def task_history(task_id: str) -> Response:
+        reply = await manager.ask(GetTask(check_id(task_id)), timeout=ASK_TIMEOUT)
+        assert isinstance(reply, Reply)
+        if reply.task is None:
+            return error(reply.status, reply.message)
+        try:
+            story = await trio.to_thread.run_sync(
+                _history, log_dir, reply.task.id, limiter=_readers
+            )
+        except (BadInput, replay.ReplayError) as exc:
+            return error(503, f"cannot tell the history of task {reply.task.id}: {exc}")
+        return json_response(msgspec.structs.replace(story, task=for_wire(story.task)))

@@ -1,0 +1,263 @@
+"""`orc replay` output: aligned text for a terminal, plain data for `--json`.
+
+Pure: strings and dicts in, strings and dicts out; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import msgspec
+
+from orc.core.model import State, for_wire
+from orc.core.state import ClusterState
+from orc.core.transitions import ACTIVE, TERMINAL
+from orc.replay.story import CheckResult, History, Row, parse_time
+
+
+def duration(seconds: float) -> str:
+    """`12ms`, `1.2s`, `2m05s`, `1h02m`, `3d04h`: short enough for a column, exact enough."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def when(at: str | None) -> str:
+    """An event time as `2026-11-28 12:00:01.234` in UTC; unparsable times as recorded."""
+    if not at:
+        return "-"
+    moment = parse_time(at)
+    if moment is None:
+        return at
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def size(n: int) -> str:
+    if n <= 0:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell; the last column is never padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(r)
+        ]
+        cells[-1] = r[-1]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+class Ids:
+    """Task IDs shortened to 8 characters when that keeps them apart (as `docker ps` does)."""
+
+    def __init__(self, ids: set[str | None]) -> None:
+        real = {i for i in ids if i}
+        self.width = 8 if len({i[:8] for i in real}) == len(real) else 0
+
+    def __call__(self, task_id: str | None) -> str:
+        if not task_id:
+            return ""
+        return task_id[: self.width] if self.width else task_id
+
+
+def _move(row: Row) -> str:
+    if row.src is None and row.dst is None:
+        return ""
+    if row.src == row.dst:
+        return row.src or ""
+    return f"{row.src or ''} -> {row.dst or '?'}".strip()
+
+
+def _reason(row: Row) -> str:
+    if row.violation is None:
+        return row.reason
+    return f"!! {row.violation} (skipped)" + (f"; {row.reason}" if row.reason else "")
+
+
+def _event_rows(rows: Sequence[Row], ids: Ids, with_task: bool = True) -> str:
+    header = ["SEQ", "TIME", "EVENT", *(["TASK"] if with_task else []), "FROM -> TO", "NODE"]
+    body = [
+        [
+            str(r.seq),
+            when(r.at),
+            r.event,
+            *([ids(r.task)] if with_task else []),
+            _move(r),
+            r.node,
+            _reason(r),
+        ]
+        for r in rows
+    ]
+    return table([*header, "REASON"], body, right=[0])
+
+
+def timeline_text(rows: Sequence[Row]) -> str:
+    if not rows:
+        return "the log is empty\n"
+    ids = Ids({r.task for r in rows})
+    tasks = len({r.task for r in rows if r.task})
+    head = (
+        f"events {rows[0].seq}-{rows[-1].seq}, {when(rows[0].at)} to {when(rows[-1].at)},"
+        f" {tasks} task{'s' * (tasks != 1)}"
+    )
+    return f"{head}\n\n{_event_rows(rows, ids)}\n"
+
+
+def history_text(h: History) -> str:
+    task = h.task
+    what = task.image or " ".join(task.cmd or [])
+    title = f"task {task.id}" + (f" {task.name!r}" if task.name else "")
+    if what:
+        title += f" ({task.driver + ': ' if task.driver else ''}{what})"
+    state = State(task.state).label
+    now = f"now {state}" + (f" on {task.node}" if task.node else "")
+    now += f", {task.restart_count} restart{'s' * (task.restart_count != 1)}"
+    if task.exit_code is not None and State(task.state) in TERMINAL:  # else a past run's
+        now += f", exit {task.exit_code}"
+    if task.error:
+        now += f", error: {task.error}"
+    periods = [
+        [
+            p.state,
+            when(p.since),
+            "(final)"
+            if p.seconds is None
+            else duration(p.seconds) + ("+ (still, at the end of the log)" if p.open else ""),
+        ]
+        for p in h.periods
+    ]
+    totals = ", ".join(f"{state} {duration(s)}" for state, s in h.totals.items())
+    parts = [
+        title,
+        now,
+        "",
+        _event_rows(h.rows, Ids({task.id}), with_task=False),
+        "",
+        table(["STATE", "SINCE", "FOR"], periods),
+    ]
+    if totals:
+        parts += ["", f"time in each state: {totals}"]
+    return "\n".join(parts) + "\n"
+
+
+def state_text(state: ClusterState, seq: int, at: str) -> str:
+    ids = Ids(set(state.tasks))
+    tasks = [
+        [
+            ids(t.id),
+            t.name,
+            State(t.state).label + (" (stopping)" if t.id in state.stop_requested else ""),
+            t.node,
+            str(t.restart_count),
+            when(t.updated_at),
+            t.error,
+        ]
+        for t in state.tasks.values()
+    ]
+    active: dict[str, int] = {}
+    for t in state.tasks.values():
+        if State(t.state) in ACTIVE:
+            active[t.node] = active.get(t.node, 0) + 1
+    nodes = [
+        [
+            n.name,
+            n.address,
+            ",".join(n.drivers) or "-",
+            str(n.cores),
+            size(n.memory),
+            size(n.disk),
+            str(active.get(n.name, 0)),
+        ]
+        for n in state.nodes.values()
+    ]
+    counts: dict[str, int] = {}
+    for t in state.tasks.values():
+        label = State(t.state).label
+        counts[label] = counts.get(label, 0) + 1
+    summary = ", ".join(f"{n} {label}" for label, n in counts.items()) or "none"
+    parts = [
+        f"state at seq {seq}, {when(at)}",
+        "",
+        f"TASKS ({len(tasks)}: {summary})",
+        table(["ID", "NAME", "STATE", "NODE", "RESTARTS", "UPDATED", "ERROR"], tasks, right=[4])
+        if tasks
+        else "(none)",
+        "",
+        f"NODES ({len(nodes)})",
+        table(["NAME", "ADDRESS", "DRIVERS", "CORES", "MEMORY", "DISK", "ACTIVE TASKS"], nodes)
+        if nodes
+        else "(none)",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def record_json(record: Any) -> str:
+    return msgspec.json.encode(record).decode()
+
+
+def check_text(result: CheckResult) -> str:
+    if result.ok:
+        return (
+            f"OK: {result.events} events, {result.tasks} tasks, {result.nodes} nodes:"
+            " every transition legal, every invariant holds\n"
+        )
+    lines = []
+    for v in result.violations:
+        lines.append(f"seq {v.seq}  {when(v.at)}  {v.kind}: {v.message}")
+        lines.append(f"    {record_json(v.record)}")
+    n = len(result.violations)
+    lines.append(f"{n} record{'s' * (n != 1)} broke the rules, in {result.events} events")
+    return "\n".join(lines) + "\n"
+
+
+# -- --json ---------------------------------------------------------------------------------
+
+
+def _rows(rows: Sequence[Row]) -> list[Any]:
+    return msgspec.to_builtins(list(rows))
+
+
+def timeline_json(rows: Sequence[Row]) -> dict[str, Any]:
+    return {"events": _rows(rows)}
+
+
+def history_json(h: History) -> dict[str, Any]:
+    return {
+        "task": msgspec.to_builtins(for_wire(h.task)),
+        "events": _rows(h.rows),
+        "periods": msgspec.to_builtins(h.periods),
+        "totals": h.totals,
+    }
+
+
+def state_json(state: ClusterState, seq: int, at: str) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "at": at,
+        "tasks": [msgspec.to_builtins(for_wire(t)) for t in state.tasks.values()],
+        "nodes": msgspec.to_builtins(list(state.nodes.values())),
+        "stop_requested": sorted(state.stop_requested),
+    }
+
+
+def check_json(result: CheckResult) -> dict[str, Any]:
+    return msgspec.to_builtins(result)

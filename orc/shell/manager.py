@@ -1,0 +1,409 @@
+"""The Manager actor: the one writer of the event log and the owner of cluster state.
+
+It takes the messages waiting in its mailbox as one batch, decides the events for each,
+appends them all with one durable write, applies them, and only then replies and acts. Two
+commands for the same task never share a batch, so each decision sees the state the one
+before it left. Nothing anybody can observe ever comes from an event that is not on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from actors import Actor, ActorRef, Envelope, Mailbox
+from eventlog import EventLog, LogWriteError
+from orc.clock import now
+from orc.core import decide, restarting
+from orc.core.events import (
+    AnyEvent,
+    NodeDown,
+    NodeJoined,
+    StateDigest,
+    TaskExited,
+    TaskFailed,
+    TaskLost,
+    TaskRestarted,
+    TaskRestarting,
+    TaskScheduled,
+    TaskStarted,
+    TaskStopRequested,
+    TaskSubmitted,
+    TaskUnhealthy,
+)
+from orc.core.health import health_url
+from orc.core.messages import (
+    Arm,
+    AttachProxy,
+    GetStats,
+    GetTask,
+    Join,
+    ListNodes,
+    ListTasks,
+    LogBehind,
+    NodesChanged,
+    NodeSilent,
+    Ping,
+    Place,
+    PlacedOn,
+    Purge,
+    Reconcile,
+    Reply,
+    ResendState,
+    RestartDue,
+    RunTask,
+    Schedule,
+    Stop,
+    StopTask,
+    Submit,
+    TasksEnded,
+    TasksPlaced,
+    Unhealthy,
+    Unwatch,
+    Watch,
+)
+from orc.core.model import State
+from orc.core.nodeview import node_views
+from orc.core.restarts import RestartSettings
+from orc.core.snapshot import encode_state, state_digest
+from orc.core.state import ClusterState, apply
+from orc.core.transitions import ACTIVE, TERMINAL
+from orc.shell.recovery import recover
+
+log = logging.getLogger("orc.manager")
+
+BATCH = 512
+RETRY_DELAY = 0.5
+
+_DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
+    Submit: decide.submit,
+    Stop: decide.stop,
+    Place: decide.place,
+    TaskStarted: decide.started,
+    TaskExited: decide.exited,
+    TaskLost: decide.lost,
+    Join: decide.join,
+    NodeSilent: decide.node_down,
+    LogBehind: decide.log_behind,
+    Purge: decide.purge,
+}
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """How often, in events, the manager records a digest and a snapshot (0: never), and how
+    many events before the newest snapshot compaction keeps."""
+
+    digest: int = 10_000
+    snapshot: int = 100_000
+    retain: int = 100_000
+
+
+class Manager(Actor):
+    def __init__(
+        self,
+        log: EventLog,
+        scheduler: ActorRef,
+        proxies: dict[str, ActorRef],
+        upkeep: Upkeep | None = None,
+        restarts: RestartSettings | None = None,
+        restarter: ActorRef | None = None,
+        health: ActorRef | None = None,
+    ) -> None:
+        self.log = log
+        self.state = ClusterState()
+        self.scheduler = scheduler
+        self.proxies = proxies
+        self.upkeep = upkeep or Upkeep()
+        # restart policies (orc/restarting.py): timers in `restarter`, checks in `health`
+        self.restarts = restarts or RestartSettings()
+        self.restarter = restarter
+        self.health = health
+        self._deciders: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
+            **_DECIDERS,
+            RestartDue: lambda s, m: restarting.restart_due(s, m, self.restarts),
+            Unhealthy: lambda s, m: restarting.unhealthy(s, m, self.restarts),
+        }
+        self._retry: list[Envelope] = []
+        self._since_digest = 0
+        self._since_snapshot = 0
+
+    async def started(self) -> None:
+        """Rebuild state from the log, then pick up where it left off: schedule what waits,
+        and ask each worker what became of the tasks placed on it.
+
+        A restart after a crash takes the same path, so it never works from half-applied state.
+        """
+        self.state, base = await recover(self.log)
+        self._since_snapshot = self.log.last_seq - base
+        await self._resync_scheduler()
+        for name, proxy in self.proxies.items():
+            placed = tuple(
+                t
+                for t in self.state.tasks_on(name)
+                if t.state in ACTIVE and not self.state.waiting(t.id)
+            )
+            if placed:
+                await proxy.tell(Reconcile(placed))
+        await self._resume_restarts()
+
+    async def _resync_scheduler(self) -> None:
+        """Tell the scheduler all it derives from the log: nodes, placements, what waits."""
+        await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
+        placed = tuple(t for t in self.state.tasks.values() if t.node and t.state in ACTIVE)
+        if placed:
+            await self.scheduler.tell(TasksPlaced(placed))
+        pending = tuple(t for t in self.state.tasks.values() if t.state == State.PENDING)
+        if pending:
+            await self.scheduler.tell(Schedule(pending))
+
+    async def _resync(self, role: str) -> None:
+        """A follower replaced after a crash asks again for what it derives from the log."""
+        log.warning("%s restarted after a crash: sending it the state again", role)
+        if role == "scheduler":
+            await self._resync_scheduler()
+        elif role in ("restarter", "health"):
+            await self._resume_restarts(arm=role == "restarter", watch=role == "health")
+
+    async def run(self, mailbox: Mailbox) -> None:
+        await self.started()
+        while True:
+            if self._retry:
+                # Updates nobody waits for (a worker's report, a placement) are kept when the
+                # log cannot be written, and tried again until it can: none is dropped.
+                arrived: list[Envelope] = []
+                with trio.move_on_after(RETRY_DELAY):
+                    arrived.append(await mailbox.receive())
+                batch, self._retry = [*self._retry, *arrived], []
+            else:
+                batch = [await mailbox.receive()]
+            await self._process([*batch, *mailbox.receive_nowait_many(BATCH)])
+
+    async def _process(self, batch: list[Envelope]) -> None:
+        group: list[Envelope] = []
+        keys: set[str] = set()
+        for env in batch:
+            if type(env.message) not in self._deciders:
+                await self._commit(group)
+                group, keys = [], set()
+                if isinstance(env.message, ResendState):
+                    await self._resync(env.message.role)
+                    env.reply(None)
+                else:
+                    env.reply(self._read(env.message))
+                continue
+            if isinstance(env.message, NodeSilent | Purge):
+                # It touches many tasks: decided alone, on the latest state.
+                await self._commit(group)
+                await self._commit([env])
+                group, keys = [], set()
+                continue
+            key = decide.key_of(env.message)
+            if key is not None and key in keys:
+                await self._commit(group)
+                group, keys = [], set()
+            if key is not None:
+                keys.add(key)
+            group.append(env)
+        await self._commit(group)
+
+    async def _commit(self, group: list[Envelope]) -> None:
+        """Decide, log durably, apply, then reply and act, for commands on distinct tasks."""
+        if not group:
+            return
+        decisions = [self._decide(env.message) for env in group]
+        events = [event for evs, _ in decisions for event in evs]
+        if events:
+            try:
+                await self.log.append_batch(events)
+            except LogWriteError as exc:
+                log.error("%s", exc)
+                for env, (evs, reply) in zip(group, decisions, strict=True):
+                    if evs and env.is_ask:
+                        env.reply(Reply(503, message=f"{exc}; nothing was changed, retry later"))
+                    elif evs:
+                        self._retry.append(env)
+                    else:
+                        env.reply(reply)
+                return
+            for event in events:
+                apply(self.state, event)
+        for env, (_, reply) in zip(group, decisions, strict=True):
+            env.reply(reply)
+        await self._act(events)
+        await self._placements_refused(group, decisions)
+        await self._keep_up(len(events))
+
+    async def _keep_up(self, appended: int) -> None:
+        """Now and then record a digest of the state, and snapshot it so start-up stays fast.
+
+        Neither is needed for correctness, so a failure is logged and tried again later.
+        """
+        self._since_digest += appended
+        self._since_snapshot += appended
+        every = self.upkeep
+        try:
+            if every.digest and self._since_digest >= every.digest:
+                self._since_digest = 0
+                digest = StateDigest(
+                    at=now(), seq=self.log.last_seq, digest=state_digest(self.state)
+                )
+                await self.log.append(digest)
+            if every.snapshot and self._since_snapshot >= every.snapshot:
+                self._since_snapshot = 0
+                await self.log.save_snapshot(self.log.last_seq, encode_state(self.state))
+                removed = await self.log.compact(self.log.last_seq - every.retain)
+                if removed:
+                    log.info("compacted %d log segments before seq %d", removed, self.log.first_seq)
+        except LogWriteError as exc:
+            log.warning("upkeep deferred: %s", exc)
+
+    async def _act(self, events: list[AnyEvent]) -> None:
+        """Side effects of durable events: placement requests and orders to workers."""
+        to_schedule = []
+        placed, ended = [], []  # so the scheduler's allocations follow the log
+        for event in events:
+            match event:
+                case TaskSubmitted(task=task):
+                    to_schedule.append(self.state.tasks[task.id])
+                case TaskScheduled(task_id=task_id, node=node):
+                    placed.append(self.state.tasks[task_id])
+                    await self._tell_node(node, RunTask(self.state.tasks[task_id]))
+                case TaskStopRequested(task_id=task_id):
+                    task = self.state.tasks[task_id]
+                    if task.state in ACTIVE:
+                        await self._tell_node(task.node, StopTask(task_id))
+                    elif task.state in TERMINAL:
+                        ended.append(task_id)
+                case NodeJoined() | NodeDown():
+                    await self.scheduler.tell(NodesChanged(self.state.up_nodes()))
+                    pending = [t for t in self.state.tasks.values() if t.state == State.PENDING]
+                    to_schedule.extend(pending)
+                    if isinstance(event, NodeDown):
+                        await self._tell_node(event.node, event)
+                case TaskFailed(task_id=task_id) | TaskExited(task_id=task_id):
+                    ended.append(task_id)
+        # a run that ended in a restart is still placed: it waits for its backoff there
+        ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]
+        if placed:
+            await self.scheduler.tell(TasksPlaced(tuple(placed)))
+        if ended:
+            await self.scheduler.tell(TasksEnded(tuple(ended)))
+        if to_schedule:
+            await self.scheduler.tell(Schedule(tuple(to_schedule)))
+        await self._act_restarts(events)
+
+    # -- restarts and health checks (orc/restarting.py) -----------------------------------------
+
+    def _decide(self, message: object) -> decide.Decision:
+        events, reply = self._deciders[type(message)](self.state, message)
+        return restarting.review(self.state, events, self.restarts), reply
+
+    async def _resume_restarts(self, arm: bool = True, watch: bool = True) -> None:
+        """After a start: arm the backoffs the log has pending, and check what runs."""
+        for task_id, r in self.state.restarts.items():
+            if arm and r.waiting and self.restarter is not None:
+                await self.restarter.tell(Arm(task_id, r.not_before))
+        for task in self.state.tasks.values():
+            if watch and task.state == State.RUNNING:
+                await self._watch(task.id)
+
+    async def _watch(self, task_id: str) -> None:
+        task = self.state.tasks[task_id]
+        url = health_url(task, self.state.nodes.get(task.node))
+        if url is not None and self.health is not None and task.starts_at:
+            await self.health.tell(Watch(task.id, task.node, task.starts_at, url))
+
+    async def _act_restarts(self, events: list[AnyEvent]) -> None:
+        for event in events:
+            match event:
+                case TaskStarted(task_id=task_id):
+                    await self._watch(task_id)
+                case TaskRestarting(task_id=task_id, not_before=not_before):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                    if self.restarter is not None:
+                        await self.restarter.tell(Arm(task_id, not_before))
+                case TaskRestarted(task_id=task_id, node=node):
+                    task = self.state.tasks[task_id]
+                    await self.scheduler.tell(TasksPlaced((task,)))
+                    await self._tell_node(node, RunTask(task))
+                case TaskUnhealthy(task_id=task_id, node=node, stop=stop):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                    if stop:
+                        await self._tell_node(node, StopTask(task_id))
+                case TaskExited(task_id=task_id) | TaskFailed(task_id=task_id):
+                    if self.health is not None:
+                        await self.health.tell(Unwatch(task_id))
+                case NodeJoined() | NodeDown():
+                    # a restart that found no node may find one now
+                    for task_id, r in self.state.restarts.items():
+                        if r.waiting and self.restarter is not None:
+                            await self.restarter.tell(Arm(task_id, r.not_before))
+
+    async def _placements_refused(
+        self, group: list[Envelope], decisions: list[decide.Decision]
+    ) -> None:
+        """A placement refused because its node went down: the scheduler counted it there, so
+        free it and place the task again (on the nodes that are up)."""
+        refused = [
+            env.message.task_id
+            for env, (evs, _) in zip(group, decisions, strict=True)
+            if isinstance(env.message, Place) and env.message.node and not evs
+        ]
+        if not refused:
+            return
+        await self.scheduler.tell(TasksEnded(tuple(refused)))
+        pending = tuple(
+            t for i in refused if (t := self.state.tasks.get(i)) and t.state == State.PENDING
+        )
+        if pending:
+            await self.scheduler.tell(Schedule(pending))
+
+    async def _tell_node(self, node: str, message: object) -> None:
+        proxy = self.proxies.get(node)
+        if proxy is None:
+            log.warning("no connection to node %s for %r", node, message)
+            return
+        await proxy.tell(message)
+
+    def _read(self, message: object) -> object:
+        match message:
+            case GetTask(task_id):
+                task = self.state.tasks.get(task_id)
+                if task is None:
+                    return Reply(404, message=f"no task with ID {task_id}")
+                return Reply(200, task=task)
+            case ListTasks():
+                return list(self.state.tasks.values())
+            case GetStats():
+                return self._stats()
+            case ListNodes():
+                return node_views(self.state)
+            case PlacedOn(node):
+                placed = tuple(t for t in self.state.tasks_on(node) if t.state in ACTIVE)
+                return placed, self.state.node_seqs.get(node, 0)
+            case AttachProxy(node, proxy):
+                self.proxies[node] = proxy  # type: ignore[assignment]
+                return None
+            case Ping():
+                return None
+        raise TypeError(f"manager: unexpected message {message!r}")
+
+    def _stats(self) -> dict[str, object]:
+        by_state = {s.label: 0 for s in State}
+        for task in self.state.tasks.values():
+            by_state[State(task.state).label] += 1
+        return {
+            "TaskCount": len(self.state.tasks),
+            "Tasks": by_state,
+            "NodeCount": len(self.state.nodes),
+            "NodesDown": sorted(self.state.down),
+            "Nodes": sorted(self.state.nodes),
+            "LogSeq": self.log.last_seq,
+        }
