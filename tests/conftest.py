@@ -20,6 +20,18 @@ from orc import config
 from orc.cmd.cluster import run_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+# One marker per layer, from the folder a test lives in: `pytest -m core` runs the pure tests
+# alone (no trio, no I/O) in seconds; `-m "not e2e"` leaves out the real-process tests.
+LAYERS = ("core", "eventlog", "actors", "shell", "drivers", "nodes", "http", "replay", "e2e", "layout")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 def free_port() -> int:

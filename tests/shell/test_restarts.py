@@ -41,9 +41,9 @@ from orc.core.state import ClusterState, apply
 from orc.core.times import later
 from orc.shell.health import HealthChecker
 from tests.conftest import make_settings, running_cluster, wait_for_state
-from tests.test_docker import docker_cluster
-from tests.test_docker import engine as engine  # fixtures, shared with tests/test_docker.py
-from tests.test_docker import test_images as test_images
+from tests.drivers.test_docker import docker_cluster
+from tests.drivers.test_docker import engine as engine  # fixtures, shared with tests/test_docker.py
+from tests.drivers.test_docker import test_images as test_images
 
 T0 = "2026-01-01T00:00:00+00:00"
 FAST = RestartSettings(max_restarts=3, backoff=1.0, backoff_max=300.0, reset_after=600.0)

@@ -16,7 +16,7 @@ from eventlog import EventLog
 from orc.core.events import AnyEvent
 from orc.core.transitions import TERMINAL
 from orc.shell.recovery import load_state
-from tests.test_e2e import Orc
+from tests.e2e.test_e2e import Orc
 
 TASKS = 1000
 KILLS = 20

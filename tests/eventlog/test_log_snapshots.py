@@ -10,7 +10,7 @@ import pytest
 
 from eventlog import LogWriteError
 from eventlog.snapshots import snapshot_seqs
-from tests.test_eventlog import rec, reopen, segments
+from tests.eventlog.test_log import rec, reopen, segments
 
 
 async def test_snapshot_roundtrip_and_only_newest_kept(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from orc.replay import story as replay
 from tests.conftest import RunningCluster, wait_for_state
 
 GOLDEN = Path(__file__).parent / "golden"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UPDATE = os.environ.get("ORC_UPDATE_GOLDEN") == "1"  # rewrite the golden files from this run
 
 WEB = "aaaaaaaa-0000-4000-8000-000000000001"

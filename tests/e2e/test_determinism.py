@@ -11,7 +11,7 @@ import pytest
 import orc.core.state
 from orc.cmd.main import main
 from orc.core.events import TaskExited
-from tests.test_snapshots import _run_tasks
+from tests.shell.test_snapshots import _run_tasks
 
 
 def _exit_forgetting_the_code(state: orc.core.state.ClusterState, e: TaskExited) -> None:
