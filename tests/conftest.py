@@ -24,7 +24,18 @@ TESTS = Path(__file__).resolve().parent
 
 # One marker per layer, from the folder a test lives in: `pytest -m core` runs the pure tests
 # alone (no trio, no I/O) in seconds; `-m "not e2e"` leaves out the real-process tests.
-LAYERS = ("core", "eventlog", "actors", "shell", "drivers", "nodes", "http", "replay", "e2e", "layout")
+LAYERS = (
+    "core",
+    "eventlog",
+    "actors",
+    "shell",
+    "drivers",
+    "nodes",
+    "http",
+    "replay",
+    "e2e",
+    "layout",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -29,8 +29,8 @@ import pytest
 import trio
 
 from tests import images
-from tests.e2e import test_e2e as e2e
 from tests.conftest import free_port, make_settings, running_cluster, wait_for_state
+from tests.e2e import test_e2e as e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_ID = "266592cd-960d-4091-981c-8c25c44b1018"
