@@ -1,43 +1,164 @@
-"""`orc manager`: the manager node in its own process, with workers in others.
+"""`orc manager`: the manager node in its own process, with workers in others; and the parts
+every manager is built from (its actors and its HTTP app), which `orc` in one process uses too.
 
-The same manager, scheduler and restart actors as `orc` runs in one process (`orc.cmd.cluster.build`
-with no local workers); each worker is reached through an `HttpWorkerProxy`, made when the
-worker first registers (`POST /nodes`), when the log already knows it (at start), or when it is
-found at an address of the static list ORC_WORKERS. A NodeMonitor keeps last-seen times and
-marks a node silent for ORC_NODE_TTL down.
+Each worker is reached through an `HttpWorkerProxy`, made when the worker first registers
+(`POST /nodes`), when the log already knows it (at start), or when it is found at an address
+of the static list ORC_WORKERS. A NodeMonitor keeps last-seen times and marks a node silent for
+ORC_NODE_TTL down.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import msgspec
 import trio
+from quart_trio import QuartTrio
 
-from actors import ActorRef
+from actors import ActorRef, Supervisor
+from eventlog import EventLog
 from orc.clock import now
-from orc.cmd.cluster import (
+from orc.cmd.lifecycle import (
     MAILBOX,
-    build,
-    drain,
-    manager_http_app,
+    Process,
+    Serve,
+    ask_quietly,
     open_event_log,
+    run_process,
     supervisor,
-    wait_for_signal,
 )
 from orc.config import Settings
 from orc.core.events import AnyEvent
-from orc.core.messages import Reply
+from orc.core.messages import Hold, Ping, Reply
 from orc.core.model import NodeInfo
+from orc.core.restarts import RestartSettings
 from orc.core.validation import Invalid
-from orc.http.app import serve_app
-from orc.http.nodes import decode_registration
+from orc.http.app import require_token
+from orc.http.events import add_event_stream
+from orc.http.history import add_history_route
+from orc.http.manager import manager_app
+from orc.http.nodes import add_manager_node_routes, decode_registration
 from orc.nodes.remote import HttpWorkerProxy, auth_headers
+from orc.shell.follower import numbered
+from orc.shell.health import HealthChecker
+from orc.shell.manager import Manager, Upkeep
 from orc.shell.monitor import NodeMonitor, Register
+from orc.shell.reaper import Reaper
+from orc.shell.restarter import Restarter
+from orc.shell.scheduler import Scheduler
 
 log = logging.getLogger("orc.manager")
+
+
+# -- the parts of a manager -------------------------------------------------------------------
+
+
+@dataclass
+class ManagerActors:
+    """The refs of a manager's actors. `proxies` maps each worker node to its proxy; it fills
+    as nodes are added (in one process, at build; otherwise as they register)."""
+
+    log: EventLog
+    manager: ActorRef
+    scheduler: ActorRef
+    restarter: ActorRef
+    health: ActorRef
+    proxies: dict[str, ActorRef] = field(default_factory=dict)
+
+
+def restart_settings(settings: Settings) -> RestartSettings:
+    return RestartSettings(
+        max_restarts=settings.restart_max,
+        backoff=settings.restart_backoff,
+        backoff_max=settings.restart_backoff_max,
+        reset_after=settings.restart_reset,
+        placement=settings.scheduler,
+    )
+
+
+def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> ManagerActors:
+    """The manager and the actors that follow its log (scheduler, restarter, health checker,
+    reaper), under `sup`."""
+    refs: dict[str, ActorRef] = {}
+    proxies: dict[str, ActorRef] = {}
+    upkeep = Upkeep(settings.digest_every, settings.snapshot_every, settings.retain_events)
+    restarts = restart_settings(settings)
+    manager = sup.add(
+        "manager",
+        lambda: Manager(
+            event_log,
+            refs["scheduler"],
+            proxies,
+            upkeep,
+            restarts=restarts,
+            restarter=refs["restarter"],
+            health=refs["health"],
+        ),
+        mailbox_size=MAILBOX,
+    )
+    refs["restarter"] = sup.add(
+        "restarter", numbered(lambda again: Restarter(lambda: manager, now, again))
+    )
+    refs["health"] = sup.add(
+        "health",
+        numbered(
+            lambda again: HealthChecker(
+                lambda: manager,
+                now,
+                settings.health_interval,
+                settings.health_timeout,
+                settings.health_failures,
+                replaces_crashed=again,
+            )
+        ),
+    )
+    refs["scheduler"] = sup.add(
+        "scheduler",
+        numbered(lambda again: Scheduler(lambda: manager, now, settings.scheduler, again)),
+        mailbox_size=MAILBOX,
+    )
+    if settings.task_retention:
+        sup.add("reaper", lambda: Reaper(lambda: manager, now, settings.task_retention))
+    return ManagerActors(
+        event_log, manager, refs["scheduler"], refs["restarter"], refs["health"], proxies
+    )
+
+
+def manager_http_app(
+    actors: ManagerActors,
+    settings: Settings,
+    workers: Mapping[str, ActorRef],
+    monitor: ActorRef | None,
+) -> QuartTrio:
+    """The manager's whole HTTP API, in one process or on its own."""
+    app = manager_app(actors.manager, settings.max_body, workers)
+    add_event_stream(app, actors.log)
+    add_manager_node_routes(app, actors.manager, monitor)
+    add_history_route(app, actors.manager, Path(actors.log.directory))
+    require_token(app, settings.token)
+    return app
+
+
+async def drain_manager(
+    actors: ManagerActors,
+    timeout: float,
+    stop_workers: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Hold restarts first (they stay in the log and are armed again at the next start), so
+    that tasks ended by the shutdown are not restarted; then `stop_workers` (in one process:
+    stop every task and pass on its end); then let the manager log everything in its mailbox
+    before the log closes."""
+    await ask_quietly(actors.restarter, Hold(), timeout)
+    if stop_workers is not None:
+        await stop_workers()
+    await ask_quietly(actors.manager, Ping(), timeout)
+
+
+# -- `orc manager` ----------------------------------------------------------------------------
 
 
 async def run_manager(
@@ -50,8 +171,7 @@ async def run_manager(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
     sup = supervisor("orc-manager")
-    cluster = build(msgspec.structs.replace(settings, worker_count=0), sup, event_log)
-    proxies: dict[str, ActorRef] = {}  # for what only a worker has (a task's logs)
+    actors = build_manager(settings, sup, event_log)
     monitor_ref: list[ActorRef] = []
 
     def make_proxy(info: NodeInfo) -> ActorRef:
@@ -60,42 +180,34 @@ async def run_manager(
             lambda: HttpWorkerProxy(
                 info.name,
                 info.address,
-                lambda: cluster.manager,
+                lambda: actors.manager,
                 lambda: monitor_ref[0],
                 settings.token,
                 settings.node_ttl,
             ),
             mailbox_size=MAILBOX,
         )
-        proxies[info.name] = proxy
+        actors.proxies[info.name] = proxy
         return proxy
 
     monitor = sup.add(
         "monitor",
-        lambda: NodeMonitor(cluster.manager, make_proxy, settings.node_ttl, now),
+        lambda: NodeMonitor(actors.manager, make_proxy, settings.node_ttl, now),
         mailbox_size=MAILBOX,
     )
     monitor_ref.append(monitor)
-    stop = stop if stop is not None else trio.Event()
-    http_closed = trio.Event()
     host, port = settings.manager_host, settings.manager_port
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sup.run)
-            nursery.start_soon(wait_for_signal, stop)
-            app = manager_http_app(cluster, settings, proxies, monitor)
-            await nursery.start(serve_app, app, host, port, http_closed.wait)
-            for address in settings.workers:
-                nursery.start_soon(_static_worker, address, monitor, settings)
-            announce(f"Starting Orc manager at {host}:{port}")
-            await stop.wait()
-            log.info("shutting down")
-            http_closed.set()
-            await drain(cluster, settings)
-            nursery.cancel_scope.cancel()
-    finally:
-        await event_log.aclose()
-    log.info("orc manager stopped; event log closed at sequence %d", event_log.last_seq)
+
+    async def start(nursery: trio.Nursery, serve: Serve) -> None:
+        await serve(manager_http_app(actors, settings, actors.proxies, monitor), host, port)
+        for address in settings.workers:
+            nursery.start_soon(_static_worker, address, monitor, settings)
+        announce(f"Starting Orc manager at {host}:{port}")
+
+    async def drain() -> None:
+        await drain_manager(actors, settings.stop_grace + 10)
+
+    await run_process(Process("orc manager", event_log, sup, start, drain), stop)
 
 
 async def _static_worker(address: str, monitor: ActorRef, settings: Settings) -> None:

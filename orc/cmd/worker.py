@@ -1,74 +1,136 @@
-"""`orc worker`: one worker node in its own process.
+"""`orc worker`: one worker node in its own process, and the parts every worker node is built
+from (its drivers, what it offers, its watch of the Docker engine), which `orc` in one process
+uses too.
 
-The Worker actor reports to a Journal, which appends each update to the worker's own durable
-log (`<data dir>/worker-log`) before anything can see it. The worker's HTTP app serves that log
-as `GET /events`, which the manager's proxy follows from the last seq it applied: so an update
-survives a lost connection, a restarted manager and a restarted worker, and is applied once.
-With `--manager URL` the worker registers there at start and every ORC_NODE_TTL/3 (its
-heartbeat); without it, it waits for a manager that lists it in ORC_WORKERS.
+The Worker actor reports to a Journal (orc/shell/journal.py), which makes each update durable in
+the worker's own log before the manager can see it on `GET /events`. With `--manager URL` the
+worker registers there at start and every ORC_NODE_TTL/3 (its heartbeat); without it, it waits
+for a manager that lists it in ORC_WORKERS.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import msgspec
 import trio
 
-from actors import Actor, Mailbox
-from eventlog import EventLog, LogWriteError
 from orc.clock import now
-from orc.cmd.cluster import (
+from orc.cmd.lifecycle import (
     MAILBOX,
+    Process,
+    Serve,
     ask_quietly,
-    node_info,
     open_event_log,
-    probe_docker,
+    run_process,
     supervisor,
-    wait_for_signal,
-    watch_engine,
-    worker_drivers,
 )
 from orc.config import Settings
-from orc.core.events import WORKER_UPDATES, WorkerUpdate
+from orc.core.events import WorkerUpdate
 from orc.core.messages import Ping, Shutdown
 from orc.core.model import NodeInfo
-from orc.http.app import require_token, serve_app
+from orc.drivers.base import Driver
+from orc.drivers.docker import DockerDriver
+from orc.drivers.process import ProcessDriver
+from orc.http.app import require_token
 from orc.http.events import add_event_stream
 from orc.http.nodes import add_worker_node_routes
 from orc.http.worker import worker_app
 from orc.nodes.remote import auth_headers
+from orc.shell.journal import Journal
+from orc.shell.stats import capacity
 from orc.shell.worker import Worker
 
 log = logging.getLogger("orc.worker")
 
-BATCH = 512
-RETRY_DELAY = 0.5
+
+# -- the parts of a worker node ---------------------------------------------------------------
 
 
-class Journal(Actor):
-    """Appends the worker's updates to its log, many per fsync; an update is answered (and
-    streamed) only once it is durable. A write that fails is retried until it succeeds."""
+def cluster_id(data_dir: Path) -> str:
+    """This installation's ID, kept in the data dir: it scopes the Docker containers a worker
+    may adopt, so two orc runs on one engine (say, two test sessions) never take each
+    other's containers."""
+    path = data_dir / "cluster-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.write_text(f"{uuid.uuid4()}\n")
+        return path.read_text().strip()
 
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
 
-    async def run(self, mailbox: Mailbox) -> None:
-        while True:
-            batch = [await mailbox.receive(), *mailbox.receive_nowait_many(BATCH)]
-            updates = [env.message for env in batch if isinstance(env.message, WORKER_UPDATES)]
-            while updates:
-                try:
-                    await self.log.append_batch(updates)
-                    break
-                except LogWriteError as exc:
-                    log.error("worker log: %s; retrying in %g s", exc, RETRY_DELAY)
-                    await trio.sleep(RETRY_DELAY)
-            for env in batch:
-                env.reply(None)
+def docker_driver(settings: Settings, node: str, limiter: trio.CapacityLimiter) -> DockerDriver:
+    return DockerDriver(
+        settings.data_dir / "docker" / node,
+        node=node,
+        cluster=cluster_id(settings.data_dir),
+        stop_grace=settings.stop_grace,
+        host_ip=settings.docker_host_ip,
+        base_url=settings.docker_host,
+        pull_timeout=settings.docker_pull_timeout,
+        limiter=limiter,
+    )
+
+
+def worker_drivers(
+    settings: Settings, name: str, docker_limiter: trio.CapacityLimiter
+) -> tuple[dict[str, Driver], DockerDriver]:
+    """The drivers of worker `name` (docker is used only while an engine answers), and its
+    docker driver again, typed, for the engine watch."""
+    docker = docker_driver(settings, name, docker_limiter)
+    drivers: dict[str, Driver] = {
+        "process": ProcessDriver(settings.data_dir / "tasks" / name, settings.stop_grace),
+        "docker": docker,
+    }
+    return drivers, docker
+
+
+def node_info(name: str, address: str, data_dir: Path, docker_up: bool) -> NodeInfo:
+    """What a worker node offers: this machine's capacity, and docker while an engine answers."""
+    cores, memory, disk = capacity(data_dir)
+    drivers = ("process", "docker") if docker_up else ("process",)
+    return NodeInfo(name, address, drivers, cores, memory, disk)
+
+
+async def probe_docker(settings: Settings) -> bool:
+    """Whether a Docker engine answers (a node advertises docker only then)."""
+    probe = docker_driver(settings, "probe", trio.CapacityLimiter(1))
+    docker_up = await probe.ping()
+    if not docker_up:
+        log.warning(
+            "docker: no engine answers at %s; tasks with an Image wait until one does",
+            settings.docker_host or "the default address (DOCKER_HOST or the local socket)",
+        )
+    return docker_up
+
+
+async def watch_engine(
+    docker: DockerDriver,
+    info: Callable[[], NodeInfo],
+    changed: Callable[[NodeInfo], Awaitable[object]],
+    interval: float,
+) -> None:
+    """Probe the Docker engine every `interval` s; when it goes or comes back, hand `changed`
+    the node's new NodeInfo, so that docker tasks are placed there only while it answers."""
+    while True:
+        await trio.sleep(interval)
+        up = await docker.ping()
+        current = info()
+        if up == ("docker" in current.drivers):
+            continue
+        drivers = tuple(d for d in current.drivers if d != "docker") + (("docker",) if up else ())
+        state = "answers again" if up else "stopped answering"
+        log.warning("worker %s: the Docker engine %s", current.name, state)
+        log.warning("worker %s drivers: %s", current.name, ", ".join(drivers))
+        await changed(msgspec.structs.replace(current, drivers=drivers))
+
+
+# -- `orc worker` -----------------------------------------------------------------------------
 
 
 def worker_name(settings: Settings, port: int) -> str:
@@ -103,45 +165,34 @@ async def run_worker(
     async def advertise(changed: NodeInfo) -> None:
         current[0] = changed  # the next registration heartbeat carries it
 
-    drivers = worker_drivers(settings, name, trio.CapacityLimiter(8))
+    drivers, docker = worker_drivers(settings, name, trio.CapacityLimiter(8))
     sup = supervisor(f"orc-worker-{name}")
     journal = sup.add("journal", lambda: Journal(updates_log), mailbox_size=MAILBOX)
     worker = sup.add(name, lambda: Worker(info, drivers, journal, now), mailbox_size=MAILBOX)
-    stop = stop if stop is not None else trio.Event()
-    http_closed = trio.Event()
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sup.run)
-            nursery.start_soon(wait_for_signal, stop)
-            app = worker_app(worker, settings.data_dir, settings.max_body)
-            add_event_stream(app, updates_log, heartbeat=settings.node_ttl / 3)
-            add_worker_node_routes(app, worker, lambda: current[0])
-            require_token(app, settings.token)
-            await nursery.start(serve_app, app, host, port, http_closed.wait)
-            announce(f"Orc worker {name} drivers: {', '.join(info.drivers)}")
-            announce(f"Starting Orc worker {name} at {host}:{port}")
-            if manager_url:
-                nursery.start_soon(_register, settings, manager_url.rstrip("/"), current)
-            nursery.start_soon(
-                watch_engine,
-                drivers["docker"],  # type: ignore[arg-type]
-                lambda: current[0],
-                advertise,
-                settings.docker_ping,
-            )
-            await stop.wait()
-            log.info("shutting down: stopping tasks")
-            await ask_quietly(worker, Shutdown(), settings.stop_grace + 10)
-            await ask_quietly(journal, Ping(), 10)
-            # A moment for the manager's stream to take the last updates, then close.
-            await trio.sleep(min(1.0, settings.node_ttl / 3))
-            await updates_log.aclose()
-            http_closed.set()
-            await trio.sleep(0)
-            nursery.cancel_scope.cancel()
-    finally:
+
+    async def start(nursery: trio.Nursery, serve: Serve) -> None:
+        app = worker_app(worker, settings.data_dir, settings.max_body)
+        add_event_stream(app, updates_log, heartbeat=settings.node_ttl / 3)
+        add_worker_node_routes(app, worker, lambda: current[0])
+        require_token(app, settings.token)
+        await serve(app, host, port)
+        announce(f"Orc worker {name} drivers: {', '.join(info.drivers)}")
+        announce(f"Starting Orc worker {name} at {host}:{port}")
+        if manager_url:
+            nursery.start_soon(_register, settings, manager_url.rstrip("/"), current)
+        nursery.start_soon(
+            watch_engine, docker, lambda: current[0], advertise, settings.docker_ping
+        )
+
+    async def drain() -> None:
+        await ask_quietly(worker, Shutdown(), settings.stop_grace + 10)
+        await ask_quietly(journal, Ping(), 10)
+        # A moment for the manager's stream to take the last updates, then close.
+        await trio.sleep(min(1.0, settings.node_ttl / 3))
         await updates_log.aclose()
-    log.info("orc worker %s stopped; its log closed at sequence %d", name, updates_log.last_seq)
+
+    process = Process(f"orc worker {name}", updates_log, sup, start, drain, http_first=False)
+    await run_process(process, stop)
 
 
 async def _register(settings: Settings, url: str, current: list[NodeInfo]) -> None:
