@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,13 @@ def error(status: int, message: str) -> Response:
     return json_response({"message": message}, status)
 
 
+def no_content() -> Response:
+    """204: no body, so no body type either (Quart would otherwise say text/html)."""
+    response = Response(b"", status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def wire_tasks(tasks: list[Task]) -> list[Task]:
     return [for_wire(t) for t in tasks]
 
@@ -46,7 +54,7 @@ def reply_response(reply: Reply) -> Response:
     if reply.status >= 400:
         return error(reply.status, reply.message)
     if reply.status == 204:
-        return Response(b"", status=204)
+        return no_content()
     if reply.event is not None:
         return json_response(wire_event(reply.event), reply.status)
     if reply.task is not None:
@@ -98,7 +106,11 @@ def create_app(name: str, max_body: int) -> QuartTrio:
             message = f"method {request.method} not allowed on {request.path}"
         elif exc.code == 404:
             message = f"no route {request.path}"
-        return error(exc.code or 500, message)
+        response = error(exc.code or 500, message)
+        allowed = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))  # RFC 9110 15.5.6
+        return response
 
     @app.errorhandler(ActorError)
     async def actor_error(exc: ActorError) -> Response:
@@ -131,6 +143,9 @@ async def serve_app(
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
+    # Hypercorn closes a keep-alive connection after 1,000 requests by default; a client that
+    # streams tasks in (or a manager calling a worker) would see a reset connection mid-burst.
+    config.keep_alive_max_requests = sys.maxsize
     try:
         await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
     except* OSError as group:

@@ -17,6 +17,7 @@ from orc.http.app import (
     error,
     json_response,
     logs_response,
+    no_content,
     read_task_event,
     wire_event,
     wire_tasks,
@@ -53,7 +54,7 @@ def worker_app(worker: ActorRef, data_dir: Path, max_body: int) -> QuartTrio:
         known = await ask(StopTask(check_id(task_id)))
         if known is None:
             return error(404, f"no task with ID {task_id} on this worker")
-        return Response(b"", status=204)
+        return no_content()
 
     @app.get("/tasks/<task_id>/logs")
     async def task_logs(task_id: str) -> Response:

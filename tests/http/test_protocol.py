@@ -1,0 +1,59 @@
+"""HTTP done right: `Allow` on 405, no body type on 204, keep-alive connections kept."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import pytest
+
+from tests.conftest import RunningCluster, wait_for_state
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/tasks", {"GET", "POST"}),
+        ("PATCH", "/stats", {"GET"}),
+        ("POST", f"/tasks/{uuid.uuid4()}", {"GET", "DELETE"}),
+    ],
+)
+async def test_405_says_which_methods_are_allowed(
+    cluster: RunningCluster, method: str, path: str, allowed: set[str]
+) -> None:
+    r = await cluster.manager.request(method, path)
+    assert r.status_code == 405
+    assert {m.strip() for m in r.headers["allow"].split(",")} >= allowed
+    assert "not allowed" in r.json()["message"]
+
+
+async def test_204_has_no_body_type(cluster: RunningCluster) -> None:
+    task_id = str(uuid.uuid4())
+    body = {
+        "ID": task_id,
+        "State": 2,
+        "Task": {"Cmd": [sys.executable, "-c", "import time; time.sleep(30)"]},
+    }
+    assert (await cluster.manager.post("/tasks", json=body)).status_code == 201
+    await wait_for_state(cluster.manager, task_id, 2)
+    r = await cluster.manager.delete(f"/tasks/{task_id}")
+    assert r.status_code == 204
+    assert r.content == b""
+    assert "content-type" not in r.headers
+    await wait_for_state(cluster.manager, task_id, 3)
+
+    worker_task = str(uuid.uuid4())
+    body = {"ID": worker_task, "State": 2, "Task": {"Cmd": ["sleep", "30"]}}
+    assert (await cluster.worker.post("/tasks", json=body)).status_code == 201
+    r = await cluster.worker.delete(f"/tasks/{worker_task}")
+    assert r.status_code == 204
+    assert "content-type" not in r.headers
+
+
+async def test_keep_alive_connection_outlives_a_thousand_requests(cluster: RunningCluster) -> None:
+    """Hypercorn's default closes a connection after 1,000 requests (`Connection: close` on the
+    last answer); orc's servers keep it for as long as the client wants."""
+    for i in range(1100):
+        r = await cluster.manager.get("/stats")
+        assert r.status_code == 200
+        assert r.headers.get("connection", "").lower() != "close", f"closed after {i + 1}"
