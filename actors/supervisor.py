@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -19,10 +19,12 @@ M = TypeVar("M")
 log = logging.getLogger("actors")
 
 
-class _Child:
+class _Child(Generic[M]):
+    """One child: how to build its actor again, and the mailbox that outlives each build."""
+
     __slots__ = ("crashes", "factory", "mailbox", "name")
 
-    def __init__(self, name: str, factory: Callable[[], Actor], mailbox: Mailbox) -> None:
+    def __init__(self, name: str, factory: Callable[[], Actor[M]], mailbox: Mailbox[M]) -> None:
         self.name = name
         self.factory = factory
         self.mailbox = mailbox
@@ -41,7 +43,7 @@ class Supervisor:
         self.name = name
         self.max_restarts = max_restarts
         self.within = within
-        self._children: dict[str, _Child] = {}
+        self._children: dict[str, _Child[Any]] = {}  # each child takes its own messages
         self._nursery: trio.Nursery | None = None
         self._state = "new"  # -> "running" -> "stopped"
         self._escalation: EscalationError | None = None
@@ -94,7 +96,7 @@ class Supervisor:
         if self._escalation is not None:
             raise self._escalation
 
-    async def _supervise(self, child: _Child) -> None:
+    async def _supervise(self, child: _Child[M]) -> None:
         while True:
             child.mailbox.current = None
             try:
@@ -116,7 +118,7 @@ class Supervisor:
     def _stopping(self) -> bool:
         return self._nursery is None or self._nursery.cancel_scope.cancel_called
 
-    def _crashed(self, child: _Child, exc: Exception) -> bool:
+    def _crashed(self, child: _Child[M], exc: Exception) -> bool:
         """Record a crash; return whether to restart."""
         current = child.mailbox.current
         log.error(

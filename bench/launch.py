@@ -5,18 +5,23 @@ number of `subprocess.Popen` calls in a row. Latency: tasks submitted one at a t
 moment the client sends the request to the task's `StartsAt` (set by the worker once the
 process runs), against the time one `Popen` takes.
 
+With `--separate`, the burst also goes through `orc manager` and one `orc worker` in separate
+processes (orders cross HTTP from the manager's proxy to the worker), with the CPU time each
+process spends per task.
+
 Beside them, the floor: the same POSTs to the bare HTTP stack orc is built on (quart-trio on
 hypercorn, `bench/bare_stack.py`), with the server's CPU time per request. One event loop that
 did nothing but that and one `Popen` per task would reach `ceiling_vs_direct` of the direct
 rate: `popen / (http + popen)`, per task.
 
-    .venv/bin/python bench/launch.py [--burst 500] [--serial 100] [--json]
+    .venv/bin/python bench/launch.py [--burst 500] [--serial 100] [--separate] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import psutil
 import trio
-from orcproc import free_port, percentile, single_process_orc
+from orcproc import free_port, orc_env, percentile, scratch_dir, single_process_orc, start
 from rawhttp import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +114,43 @@ def through_orc(burst: int, serial: int) -> tuple[float, list[float]]:
         return trio.run(main)
 
 
+def separate_processes(burst: int) -> tuple[float, float, float]:
+    """The burst through `orc manager` and one `orc worker --manager` (separate processes):
+    tasks/s until all are Running, and each process's CPU µs per task."""
+    with scratch_dir() as tmp:
+        env = orc_env(tmp, ORC_DOCKER_HOST="unix:///nonexistent/docker.sock")
+        port, worker_port = env["ORC_MANAGER_PORT"], env["ORC_WORKER_PORT"]
+        url = f"http://127.0.0.1:{port}"
+        manager = start(["manager", "--data-dir", f"{tmp}/m"], env, "Starting Orc manager")
+        worker = start(
+            ["worker", "--manager", url, "--port", worker_port, "--data-dir", f"{tmp}/w"],
+            env,
+            "Starting Orc worker",
+        )
+        procs = [manager, worker]
+        try:
+            cpu = [psutil.Process(p.pid) for p in procs]
+
+            async def main() -> tuple[float, float, float]:
+                client = Pool("127.0.0.1", int(port), 32)
+                try:
+                    while not (await client.request("GET", "/nodes"))[1]:
+                        await trio.sleep(0.05)
+                    used = [sum(c.cpu_times()[:2]) for c in cpu]
+                    rate = await _burst(client, burst)
+                    spent = [sum(c.cpu_times()[:2]) - u for c, u in zip(cpu, used, strict=True)]
+                    return rate, spent[0] / burst * 1e6, spent[1] / burst * 1e6
+                finally:
+                    await client.aclose()
+
+            return trio.run(main)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=120)
+
+
 def bare_stack(requests: int) -> tuple[float, float]:
     """Requests/s of the bare stack under the same 32 connections, and its CPU µs per request."""
     port = free_port()
@@ -148,11 +190,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=500)
     parser.add_argument("--serial", type=int, default=100)
+    parser.add_argument(
+        "--separate", action="store_true", help="also the burst through separate processes"
+    )
     parser.add_argument("--json", action="store_true", help="also print one JSON object")
     args = parser.parse_args()
 
     direct_rate, direct_lat = direct(args.burst, args.serial)
     orc_rate, orc_lat = through_orc(args.burst, args.serial)
+    separate = separate_processes(args.burst) if args.separate else None
     stack_rate, stack_cpu_us = bare_stack(max(args.burst, 2000))
     direct_p50 = statistics.median(direct_lat)
     popen_us = 1e6 / direct_rate
@@ -170,6 +216,10 @@ def main() -> None:
         "stack_cpu_us_per_request": round(stack_cpu_us, 1),
         "ceiling_vs_direct": round(popen_us / (stack_cpu_us + popen_us), 3),
     }
+    if separate is not None:
+        result["separate_tasks_per_s"] = round(separate[0], 1)
+        result["separate_manager_cpu_us_per_task"] = round(separate[1], 1)
+        result["separate_worker_cpu_us_per_task"] = round(separate[2], 1)
     print(f"{'':28}{'orc':>12}{'direct':>12}{'ratio':>10}")
     print(
         f"{'burst tasks/s (to Running)':28}{orc_rate:>12.1f}{direct_rate:>12.1f}"
@@ -180,6 +230,15 @@ def main() -> None:
         f"{result['orc_p50_ms'] / direct_p50:>10.2f}"
     )
     print(f"{'serial p99 ms':28}{result['orc_p99_ms']:>12.3f}{percentile(direct_lat, 0.99):>12.3f}")
+    if separate is not None:
+        print(
+            f"{'burst, separate processes':28}{separate[0]:>12.1f}{direct_rate:>12.1f}"
+            f"{separate[0] / direct_rate:>10.2f}"
+        )
+        print(
+            f"separate processes, CPU per task: manager {separate[1]:.0f} µs,"
+            f" worker {separate[2]:.0f} µs"
+        )
     print(f"added p50: {result['added_p50_ms']} ms")
     print(
         f"the bare stack (quart-trio on hypercorn): {stack_rate:.0f} POST/s,"

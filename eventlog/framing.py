@@ -55,7 +55,7 @@ def encode_frame(first_seq: int, count: int, parts: list[bytes | memoryview]) ->
 class FrameHeader(NamedTuple):
     length: int
     first_seq: int
-    count: int
+    count: int  # type: ignore[assignment]  # a field named like tuple.count, which it hides
     crc: int
 
 
@@ -82,7 +82,8 @@ class Scan(NamedTuple):
 
     end: int  # offset just past the last good frame
     next_seq: int  # sequence number the next record would get
-    index: list[tuple[int, int]]  # sparse (first_seq, offset) of good frames
+    # sparse (first_seq, offset) of good frames; it hides tuple.index, which nobody calls
+    index: list[tuple[int, int]]  # type: ignore[assignment]
     damage: Damage | None
 
 

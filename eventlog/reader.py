@@ -7,7 +7,7 @@ machine) must not change it: a torn tail is reported and read around, not cut of
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,35 @@ from eventlog.segments import Segment, load_segments, read_frames
 
 FrameRecords = Generator[tuple[int, list[Any]], None, None]
 
+Older = Callable[[bytes], list[Any]]
+"""Decodes the records of a frame that the log's record type refuses, because an older version
+of the program wrote them; raises `msgspec.DecodeError` when it cannot either."""
+
+
+class RecordDecoder:
+    """How a log's frames decode: as `list[record_type]`, at msgspec's full speed, and only a
+    frame that refuses to (`msgspec.ValidationError`: a record of an older version) through
+    `older`. Records of the current version never pay for the older ones."""
+
+    __slots__ = ("_current", "_older")
+
+    def __init__(self, record_type: Any, older: Older | None = None) -> None:
+        self._current: msgspec.msgpack.Decoder[list[Any]] = msgspec.msgpack.Decoder(
+            list[record_type]
+        )
+        self._older = older
+
+    def decode(self, payload: bytes | memoryview) -> list[Any]:
+        try:
+            return self._current.decode(payload)
+        except msgspec.ValidationError:
+            if self._older is None:
+                raise
+        return self._older(bytes(payload))
+
 
 def decode_payload(
-    decoder: msgspec.msgpack.Decoder[Any], payload: bytes, count: int, path: str, offset: int
+    decoder: RecordDecoder, payload: bytes | memoryview, count: int, path: str, offset: int
 ) -> list[Any]:
     """The records of one frame; a payload that is not `count` records is corruption."""
     try:
@@ -34,7 +60,7 @@ def decode_payload(
 
 
 def decode_frames(
-    segments: Sequence[Segment], from_seq: int, decoder: msgspec.msgpack.Decoder[Any]
+    segments: Sequence[Segment], from_seq: int, decoder: RecordDecoder
 ) -> FrameRecords:
     """Per frame, the seq of its first record and its records, from `from_seq` on.
 
@@ -80,11 +106,12 @@ class LogReader:
         record_type: Any,
         segments: list[Segment],
         torn_tail: Recovery | None,
+        older: Older | None = None,
     ) -> None:
         self.directory = directory
         self.segments = segments
         self.torn_tail = torn_tail
-        self._decoder = msgspec.msgpack.Decoder(list[record_type])  # type: ignore[valid-type]
+        self._decoder = RecordDecoder(record_type, older)
 
     @property
     def first_seq(self) -> int:
@@ -104,19 +131,22 @@ class LogReader:
         return unnumbered(decode_frames(self.segments, from_seq, self._decoder))
 
 
-def open_readonly(directory: str | Path, record_type: Any) -> LogReader:
+def open_readonly(
+    directory: str | Path, record_type: Any, *, older: Older | None = None
+) -> LogReader:
     """Check the segments of `directory` without locking or repairing anything (blocking).
 
-    Raises CorruptLogError for damage before the tail, OSError when the directory or a segment
-    cannot be read.
+    `older` reads the frames `record_type` refuses (see `RecordDecoder`). Raises
+    CorruptLogError for damage before the tail, OSError when the directory or a segment cannot
+    be read.
     """
     directory = os.fspath(directory)
     segments, torn = load_segments(directory, repair=False)
-    return LogReader(directory, record_type, segments, torn)
+    return LogReader(directory, record_type, segments, torn, older)
 
 
 def read_log(
-    directory: str | Path, record_type: Any, from_seq: int = 1
+    directory: str | Path, record_type: Any, from_seq: int = 1, *, older: Older | None = None
 ) -> Iterator[tuple[int, Any]]:
     """(seq, record) of a log directory from `from_seq` on, read-only (see `open_readonly`)."""
-    return open_readonly(directory, record_type).read(from_seq)
+    return open_readonly(directory, record_type, older=older).read(from_seq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, str] = {
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
+_N = TypeVar("_N", int, float)  # a checked number keeps its kind: a count stays an int
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,7 +189,7 @@ def _workers(raw: str) -> tuple[str, ...]:
     return workers
 
 
-def _at_least(key: str, value: float, least: float) -> float:
+def _at_least(key: str, value: _N, least: float) -> _N:
     if value < least:
         raise ConfigError(f"setting {key}={value:g} must be at least {least:g}")
     return value

@@ -103,7 +103,7 @@ def _add_worker(
     refs: dict[str, ActorRef] = {}
     refs["proxy"] = sup.add(
         f"{info.name}-proxy",
-        lambda: LocalWorkerProxy(lambda: refs["worker"], lambda: manager),
+        lambda: LocalWorkerProxy(info.name, lambda: refs["worker"], lambda: manager),
         mailbox_size=MAILBOX,
     )
     refs["worker"] = sup.add(

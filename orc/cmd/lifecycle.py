@@ -23,6 +23,7 @@ from quart_trio import QuartTrio
 from actors import ActorRef, Supervisor
 from eventlog import EventLog
 from orc.http.app import serve_app
+from orc.shell.recovery import open_log
 
 log = logging.getLogger("orc")
 
@@ -42,7 +43,7 @@ def supervisor(name: str) -> Supervisor:
 
 async def open_event_log(path: Path, record_type: object, segment_bytes: int) -> EventLog:
     """Open (or create) a log, saying so when a torn tail record was cut off."""
-    event_log = await EventLog.open(path, record_type, segment_bytes=segment_bytes)
+    event_log = await open_log(path, record_type, segment_bytes)
     if event_log.recovery is not None:
         r = event_log.recovery
         log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 import trio
 
@@ -110,7 +111,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _node_settings(args: argparse.Namespace, settings: config.Settings) -> config.Settings:
     """Flags of `orc manager` and `orc worker` over the ORC_* settings."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     prefix = "manager" if args.command == "manager" else "worker"
     if args.host:
         changes[f"{prefix}_host"] = args.host
@@ -123,7 +124,7 @@ def _node_settings(args: argparse.Namespace, settings: config.Settings) -> confi
     return config.Settings(**{**_fields(settings), **changes})
 
 
-def _fields(settings: config.Settings) -> dict[str, object]:
+def _fields(settings: config.Settings) -> dict[str, Any]:
     return {f: getattr(settings, f) for f in settings.__struct_fields__}
 
 

@@ -184,6 +184,7 @@ async def run_manager(
                 lambda: monitor_ref[0],
                 settings.token,
                 settings.node_ttl,
+                settings.max_body,
             ),
             mailbox_size=MAILBOX,
         )

@@ -173,7 +173,7 @@ async def run_worker(
     async def start(nursery: trio.Nursery, serve: Serve) -> None:
         app = worker_app(worker, settings.data_dir, settings.max_body)
         add_event_stream(app, updates_log, heartbeat=settings.node_ttl / 3)
-        add_worker_node_routes(app, worker, lambda: current[0])
+        add_worker_node_routes(app, lambda: current[0])
         require_token(app, settings.token)
         await serve(app, host, port)
         announce(f"Orc worker {name} drivers: {', '.join(info.drivers)}")

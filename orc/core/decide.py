@@ -1,13 +1,28 @@
-"""What the manager decides for each command: the events to log and the reply to give.
+"""What the manager decides for each command: the events to log, the reply to give, and the
+notes to log.
 
-Pure functions of the durable state and the command. The manager logs the events, applies
-them, and only then replies, so nothing is acknowledged before it is on disk.
+Pure functions of the durable state and the command: no I/O, no clock (times arrive inside the
+commands), no logging. The manager logs the events, applies them, and only then replies, so
+nothing is acknowledged before it is on disk. What a decision wants said (why an update was
+ignored) comes back as `notes`, which the Manager actor writes to the `orc.manager` logger.
+
+Restarts and health:
+
+- `review` looks at the events any other decision proposes (a worker's exit, a lost task, a
+  node gone down) and, when a task's restart policy restarts it, puts a `TaskRestarting` before
+  the event that ends it. That event is still logged, as a record of how the run ended; `apply`
+  sees the task already waiting for its restart and changes nothing else.
+- `unhealthy` turns the HealthChecker's verdict into a `TaskUnhealthy` (and a stop, unless the
+  policy is `no`); the stopped run then ends as a failure with the health check's reason.
+- `restart_due` ends a backoff: `TaskRestarted` on the node the task waited on while that node
+  can still run it, or on the best other node (the configured placement policy, over the
+  allocations in the state), or a `TaskUnplaced` saying why there is none yet.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -21,23 +36,58 @@ from orc.core.events import (
     TaskFailed,
     TaskLost,
     TaskPurged,
+    TaskRestarted,
+    TaskRestarting,
     TaskScheduled,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
+    TaskUnhealthy,
     TaskUnplaced,
 )
-from orc.core.messages import Join, LogBehind, NodeSilent, Place, Purge, Reply, Stop, Submit
-from orc.core.model import State, Task, spec_of
-from orc.core.restarts import fmt_seconds
+from orc.core.messages import (
+    Join,
+    LogBehind,
+    NodeSilent,
+    Place,
+    Purge,
+    Reply,
+    RestartDue,
+    Stop,
+    Submit,
+    Unhealthy,
+)
+from orc.core.model import NodeInfo, State, Task, spec_of
+from orc.core.placement import allocations, choose
+from orc.core.restarts import DEFAULT, RestartSettings, fmt_seconds, plan, policy_of
+from orc.core.retention import EndedIndex
 from orc.core.state import ClusterState
+from orc.core.times import later, seconds_between
 from orc.core.transitions import ACTIVE, TERMINAL
 
-log = logging.getLogger("orc.manager")
-
-Decision = tuple[list[AnyEvent], Reply | None]
-NONE: Decision = ([], None)
 PURGE_BATCH = 10_000  # tasks forgotten per `Purge`: the next one takes the rest
+
+
+class Note(NamedTuple):
+    """A line for the manager's log, at `level`: the core does no I/O, so it says what it
+    wants logged and the Manager actor logs it."""
+
+    text: str
+    level: Literal["info", "warning"] = "info"
+
+
+class Decision(NamedTuple):
+    """What one command comes to: the events to log durably (in order), the reply to give once
+    they are on disk (None when nobody waits for one), and notes for the manager's log."""
+
+    events: list[AnyEvent]
+    reply: Reply | None = None
+    notes: tuple[Note, ...] = ()
+
+
+def nothing(*notes: Note) -> Decision:
+    """No event and no reply; the notes say why, when that is worth a log line."""
+    return Decision([], None, notes)
 
 
 def submit(state: ClusterState, cmd: Submit) -> Decision:
@@ -48,11 +98,14 @@ def submit(state: ClusterState, cmd: Submit) -> Decision:
     existing = state.tasks.get(event.task.id)
     if existing is not None:
         if spec_of(existing) == spec_of(event.task):
-            return [], Reply(200, event=msgspec.structs.replace(event, task=existing))
-        return [], Reply(
-            409,
-            message=f"task {existing.id} already exists with a different spec;"
-            " use a new ID, or DELETE the old task first",
+            return Decision([], Reply(200, event=msgspec.structs.replace(event, task=existing)))
+        return Decision(
+            [],
+            Reply(
+                409,
+                message=f"task {existing.id} already exists with a different spec;"
+                " use a new ID, or DELETE the old task first",
+            ),
         )
     task = msgspec.structs.replace(
         event.task,
@@ -70,85 +123,81 @@ def submit(state: ClusterState, cmd: Submit) -> Decision:
         updated_at=cmd.now,
     )
     recorded = msgspec.structs.replace(event, task=task, requested_at=event.requested_at or cmd.now)
-    return [TaskSubmitted(at=cmd.now, task=task)], Reply(201, event=recorded)
+    return Decision([TaskSubmitted(at=cmd.now, task=task)], Reply(201, event=recorded))
 
 
 def stop(state: ClusterState, cmd: Stop) -> Decision:
     task = state.tasks.get(cmd.task_id)
     if task is None:
-        return [], Reply(404, message=f"no task with ID {cmd.task_id}")
+        return Decision([], Reply(404, message=f"no task with ID {cmd.task_id}"))
     if task.state in TERMINAL or task.id in state.stop_requested:
-        return [], Reply(204, task=task)
-    return [TaskStopRequested(at=cmd.now, task_id=task.id)], Reply(204, task=task)
+        return Decision([], Reply(204, task=task))
+    return Decision([TaskStopRequested(at=cmd.now, task_id=task.id)], Reply(204, task=task))
 
 
 def place(state: ClusterState, cmd: Place) -> Decision:
     task = state.tasks.get(cmd.task_id)
     if task is None or task.state != State.PENDING:
-        return NONE
+        return nothing()
     if cmd.node:
         if cmd.node not in state.nodes:
-            log.warning("scheduler placed task %s on unknown node %s", task.id, cmd.node)
-            return NONE
+            return nothing(
+                Note(f"scheduler placed task {task.id} on unknown node {cmd.node}", "warning")
+            )
         if cmd.node in state.down:
-            log.info("not placing task %s on node %s: it is down", task.id, cmd.node)
-            return NONE
-        return [TaskScheduled(at=cmd.now, task_id=task.id, node=cmd.node)], None
+            return nothing(Note(f"not placing task {task.id} on node {cmd.node}: it is down"))
+        return Decision([TaskScheduled(at=cmd.now, task_id=task.id, node=cmd.node)])
     if task.error == cmd.reason or task.state != State.PENDING:
-        return NONE
-    return [TaskUnplaced(at=cmd.now, task_id=task.id, reason=cmd.reason)], None
+        return nothing()
+    return Decision([TaskUnplaced(at=cmd.now, task_id=task.id, reason=cmd.reason)])
 
 
-def _duplicate(state: ClusterState, node: str, worker_seq: int, what: str) -> bool:
-    """An update from a worker's log that was applied already (its seq is not past the last)."""
+def _duplicate(state: ClusterState, node: str, worker_seq: int, what: str) -> Note | None:
+    """Why an update from a worker's log is ignored when it was applied already (its seq is not
+    past the last); None when it is new."""
     last = state.node_seqs.get(node, 0)
     if worker_seq and worker_seq <= last:
-        log.info(
-            "ignoring %s from node %s: worker seq %d, and %d was applied already",
-            what,
-            node,
-            worker_seq,
-            last,
+        return Note(
+            f"ignoring {what} from node {node}: worker seq {worker_seq},"
+            f" and {last} was applied already"
         )
-        return True
-    return False
+    return None
 
 
-def _placed_here(state: ClusterState, task_id: str, node: str, what: str):
+def _placed_here(state: ClusterState, task_id: str, node: str, what: str) -> Task | Note:
+    """The task an update from `node` is about, or why the update is ignored."""
     task = state.tasks.get(task_id)
     if task is None:
-        log.info("ignoring %s for unknown task %s from node %s", what, task_id, node)
-        return None
+        return Note(f"ignoring {what} for unknown task {task_id} from node {node}")
     if task.node != node:
-        log.info(
-            "ignoring %s for task %s from node %s: it is placed on %r",
-            what,
-            task_id,
-            node,
-            task.node,
+        return Note(
+            f"ignoring {what} for task {task_id} from node {node}: it is placed on {task.node!r}"
         )
-        return None
     return task
 
 
 def started(state: ClusterState, event: TaskStarted) -> Decision:
-    if _duplicate(state, event.node, event.worker_seq, "a start"):
-        return NONE
+    if seen := _duplicate(state, event.node, event.worker_seq, "a start"):
+        return nothing(seen)
     task = _placed_here(state, event.task_id, event.node, "a start")
-    if task is None or task.state != State.SCHEDULED:
-        return NONE
-    return [event], None
+    if isinstance(task, Note):
+        return nothing(task)
+    if task.state != State.SCHEDULED:
+        return nothing()
+    return Decision([event])
 
 
 def exited(state: ClusterState, event: TaskExited) -> Decision:
-    if _duplicate(state, event.node, event.worker_seq, "an exit"):
-        return NONE
+    if seen := _duplicate(state, event.node, event.worker_seq, "an exit"):
+        return nothing(seen)
     task = _placed_here(state, event.task_id, event.node, "an exit")
-    if task is None or task.state not in ACTIVE:
-        return NONE
+    if isinstance(task, Note):
+        return nothing(task)
+    if task.state not in ACTIVE:
+        return nothing()
     if task.id in state.stop_requested and not event.stopped:
         event = msgspec.structs.replace(event, stopped=True)
-    return [event], None
+    return Decision([event])
 
 
 def lost(state: ClusterState, event: TaskLost) -> Decision:
@@ -156,25 +205,26 @@ def lost(state: ClusterState, event: TaskLost) -> Decision:
 
     With a worker seq, the `TaskLost` itself is logged first, so the seq is applied once.
     """
-    if _duplicate(state, event.node, event.worker_seq, "a loss"):
-        return NONE
+    if seen := _duplicate(state, event.node, event.worker_seq, "a loss"):
+        return nothing(seen)
     task = _placed_here(state, event.task_id, event.node, "a loss")
-    if task is None or task.state not in ACTIVE:
-        return NONE
+    if isinstance(task, Note):
+        return nothing(task)
+    if task.state not in ACTIVE:
+        return nothing()
     marker: list[AnyEvent] = [event] if event.worker_seq else []
     if task.id in state.stop_requested:
-        return [
-            *marker,
-            TaskExited(at=event.at, task_id=task.id, node=event.node, stopped=True),
-        ], None
-    return [*marker, TaskFailed(at=event.at, task_id=task.id, error=event.error)], None
+        return Decision(
+            [*marker, TaskExited(at=event.at, task_id=task.id, node=event.node, stopped=True)]
+        )
+    return Decision([*marker, TaskFailed(at=event.at, task_id=task.id, error=event.error)])
 
 
 def node_down(state: ClusterState, cmd: NodeSilent) -> Decision:
     """A node went silent: it is down, and each task placed there failed (or, if a stop was
     asked for, ended). What happens to a failed task next is its restart policy's business."""
     if cmd.node not in state.nodes or cmd.node in state.down:
-        return NONE
+        return nothing()
     events: list[AnyEvent] = [NodeDown(at=cmd.now, node=cmd.node, reason=cmd.reason)]
     error = f"node {cmd.node} lost: {cmd.reason}"
     for task in state.tasks_on(cmd.node):
@@ -184,56 +234,178 @@ def node_down(state: ClusterState, cmd: NodeSilent) -> Decision:
             events.append(TaskExited(at=cmd.now, task_id=task.id, node=cmd.node, stopped=True))
         else:
             events.append(TaskFailed(at=cmd.now, task_id=task.id, error=error))
-    return events, None
+    return Decision(events)
 
 
 def log_behind(state: ClusterState, cmd: LogBehind) -> Decision:
     """A node whose log restarted (a wiped data directory) is followed from its new end."""
     applied = state.node_seqs.get(cmd.node, 0)
     if cmd.node not in state.nodes or cmd.last_seq >= applied:
-        return NONE
+        return nothing()
     reason = (
         f"its log ends at seq {cmd.last_seq} but updates up to {applied} were applied:"
         " its data directory was replaced"
     )
-    return [NodeLogReset(at=cmd.now, node=cmd.node, seq=cmd.last_seq, reason=reason)], None
+    return Decision([NodeLogReset(at=cmd.now, node=cmd.node, seq=cmd.last_seq, reason=reason)])
 
 
 def join(state: ClusterState, cmd: Join) -> Decision:
     """Logged when the node is new, offers something else, or comes back from down."""
     if state.nodes.get(cmd.node.name) == cmd.node and cmd.node.name not in state.down:
-        return NONE
-    return [NodeJoined(at=cmd.now, node=cmd.node)], None
+        return nothing()
+    return Decision([NodeJoined(at=cmd.now, node=cmd.node)])
 
 
-def purge(state: ClusterState, cmd: Purge) -> Decision:
+def purge(state: ClusterState, cmd: Purge, ended: EndedIndex | None = None) -> Decision:
     """Forget the tasks that ended at least `retention` seconds ago: a cluster that runs for
     months must not keep (and list, snapshot and replay) every task it ever ran.
 
     A task waiting out a restart backoff is Scheduled, not ended, and is kept; one that was
-    restarted before and has ended since is forgotten like any other.
+    restarted before and has ended since is forgotten like any other. `ended` is the manager's
+    index of ended tasks, so that a look costs what it purges; without one (a test, a tool) it
+    is built from the state.
     """
     cutoff = times.parse(cmd.now) - timedelta(seconds=cmd.retention)
     reason = f"ended more than {fmt_seconds(cmd.retention)} ago (ORC_TASK_RETENTION)"
-    events: list[AnyEvent] = []
-    for task in state.tasks.values():
-        if task.state in TERMINAL and _ended_by(task, cutoff):
-            events.append(TaskPurged(at=cmd.now, task_id=task.id, reason=reason))
-            if len(events) == PURGE_BATCH:
-                break
-    return events, None
-
-
-def _ended_by(task: Task, cutoff: datetime) -> bool:
-    ended = task.finished_at or task.updated_at
-    try:
-        return ended is not None and times.parse(ended) <= cutoff
-    except ValueError:  # not a time orc wrote: keep the task rather than guess
-        return False
+    index = ended if ended is not None else EndedIndex.of(state.tasks.values())
+    due = index.due(state.tasks, cutoff, PURGE_BATCH)
+    return Decision([TaskPurged(at=cmd.now, task_id=task_id, reason=reason) for task_id in due])
 
 
 def key_of(message: object) -> str | None:
     """The task a command touches: two commands for one task never share a log batch."""
     if isinstance(message, Submit):
         return message.event.task.id if message.event.task else None
-    return getattr(message, "task_id", None)
+    task_id = getattr(message, "task_id", None)
+    return task_id if isinstance(task_id, str) else None
+
+
+# -- restarts and health ------------------------------------------------------------------------
+
+
+def _end_of(event: AnyEvent) -> tuple[bool, str, int | None] | None:
+    """For an event that ends a run and is not a user's stop: (clean, reason, exit code)."""
+    match event:
+        case TaskExited(stopped=False, exit_code=code, error=error):
+            clean = code == 0 and not error
+            return clean, error or ("exited 0" if code == 0 else f"exited with status {code}"), code
+        case TaskFailed(error=error):
+            return False, error, None
+    return None
+
+
+def review(
+    state: ClusterState, decision: Decision, settings: RestartSettings = DEFAULT
+) -> Decision:
+    """`decision` with restarts added to its events, and stale reports of a waiting task
+    dropped (with a note saying so)."""
+    out: list[AnyEvent] = []
+    notes = list(decision.notes)
+    for event in decision.events:
+        task_id = getattr(event, "task_id", None)
+        task = state.tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None or not isinstance(event, TaskStarted | TaskExited | TaskFailed):
+            out.append(event)
+            continue
+        if state.waiting(task.id):
+            notes.append(
+                Note(f"ignoring {type(event).__name__} for task {task.id}: it waits to restart")
+            )
+            continue
+        killed = task.id in state.unhealthy and task.id not in state.stop_requested
+        if isinstance(event, TaskExited) and event.stopped and killed:
+            # orc stopped it for its health check: a failure, with that reason
+            event = msgspec.structs.replace(event, stopped=False, error=state.unhealthy[task.id])
+        end = _end_of(event)
+        if end is None or task.state not in ACTIVE:
+            out.append(event)
+            continue
+        clean, reason, code = end
+        restart = _restart(state, task, event.at, clean, reason, code, settings)
+        if isinstance(restart, str):  # not restarted: say why, when the policy would have
+            if restart:
+                event = msgspec.structs.replace(event, error=f"{reason}; {restart}")
+            if killed and isinstance(event, TaskExited):
+                # it may well have exited 0 on orc's SIGTERM: it failed all the same
+                event = TaskFailed(at=event.at, task_id=task.id, error=event.error)
+        else:
+            out.append(restart)
+        out.append(event)
+    return Decision(out, decision.reply, tuple(notes))
+
+
+def _restart(
+    state: ClusterState,
+    task: Task,
+    at: str,
+    clean: bool,
+    reason: str,
+    code: int | None,
+    settings: RestartSettings,
+) -> TaskRestarting | str:
+    if clean and task.state == State.SCHEDULED:
+        return ""  # a clean end of a task that never ran: nothing to restart
+    previous = state.restarts.get(task.id)
+    ran_for = seconds_between(task.starts_at, at) if task.state == State.RUNNING else None
+    p = plan(policy_of(task), clean, previous.streak if previous else 0, ran_for, settings)
+    if not p.restart:
+        return p.why_not
+    return TaskRestarting(
+        at=at,
+        task_id=task.id,
+        node=task.node,
+        reason=reason,
+        restart_count=task.restart_count + 1,
+        streak=p.streak,
+        delay=p.delay,
+        not_before=later(at, p.delay),
+        exit_code=code,
+    )
+
+
+def unhealthy(state: ClusterState, cmd: Unhealthy, settings: RestartSettings = DEFAULT) -> Decision:
+    task = state.tasks.get(cmd.task_id)
+    if (
+        task is None
+        or task.state != State.RUNNING
+        or task.node != cmd.node
+        or task.starts_at != cmd.starts_at
+        or task.id in state.unhealthy
+        or task.id in state.stop_requested
+    ):
+        return nothing()  # a verdict on a run that is over, or one already acted on
+    reason = f"unhealthy: {cmd.reason}"
+    event = TaskUnhealthy(
+        at=cmd.now,
+        task_id=task.id,
+        node=task.node,
+        reason=reason,
+        failures=cmd.failures,
+        stop=policy_of(task) != "no",
+    )
+    return Decision([event])
+
+
+def can_run(state: ClusterState, node: str, task: Task) -> bool:
+    info = state.nodes.get(node)
+    return info is not None and node not in state.down and task.driver in info.drivers
+
+
+def restart_due(
+    state: ClusterState, cmd: RestartDue, settings: RestartSettings = DEFAULT
+) -> Decision:
+    task = state.tasks.get(cmd.task_id)
+    r = state.restarts.get(cmd.task_id)
+    if task is None or r is None or not r.waiting or r.not_before != cmd.not_before:
+        return nothing()  # stopped meanwhile, or a timer of an earlier backoff
+    if can_run(state, task.node, task):
+        return Decision([TaskRestarted(at=cmd.now, task_id=task.id, node=task.node)])
+    nodes: list[NodeInfo] = [n for n in state.nodes.values() if n.name not in state.down]
+    others = (t for t in state.tasks.values() if t.id != task.id)
+    choice = choose(settings.placement, task, nodes, allocations(others))
+    if choice.node:
+        return Decision([TaskRestarted(at=cmd.now, task_id=task.id, node=choice.node)])
+    reason = f"waits to restart: node {task.node} cannot run it and {choice.reason}"
+    if task.error == reason:
+        return nothing()
+    return Decision([TaskUnplaced(at=cmd.now, task_id=task.id, reason=reason)])

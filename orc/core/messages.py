@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from orc.core.model import NodeInfo, Task, TaskEvent
+from orc.core.model import NodeInfo, Task, TaskEvent, wire_name
 
 # -- to the manager ---------------------------------------------------------------------------
 
@@ -71,8 +71,9 @@ class ListNodes(msgspec.Struct, frozen=True):
 
 
 class PlacedOn(msgspec.Struct, frozen=True):
-    """Answered with the tasks the manager has Scheduled or Running on `node`, and the last
-    worker seq it applied from it: what a proxy needs to (re)connect to its worker."""
+    """Answered with the tasks the manager has Scheduled or Running on `node` (less those
+    waiting out a restart backoff), and the last worker seq it applied from it: what a proxy
+    needs to (re)connect to its worker and reconcile with it."""
 
     node: str
 
@@ -123,23 +124,63 @@ class TasksEnded(msgspec.Struct, frozen=True):
 
 
 # -- to a worker (through its proxy) ----------------------------------------------------------
+#
+# Orders cross HTTP as they are, inside `Orders` (a worker's `POST /orders`): tagged by their
+# class name in `Type`, keys in the wire's PascalCase, unknown keys refused.
 
 
-class RunTask(msgspec.Struct, frozen=True):
+class _Order(
+    msgspec.Struct,
+    frozen=True,
+    tag=True,
+    tag_field="Type",
+    rename=wire_name,
+    forbid_unknown_fields=True,
+):
+    pass
+
+
+class RunTask(_Order, frozen=True):
     task: Task
 
 
-class StopTask(msgspec.Struct, frozen=True):
+class StopTask(_Order, frozen=True):
     task_id: str
 
 
-class Reconcile(msgspec.Struct, frozen=True):
+class Reconcile(_Order, frozen=True):
     """After a manager start, or a (re)connection to a worker: the tasks the manager believes
     are placed on this worker. With `exclusive`, the worker also stops every task it runs
     that is not in the list (it was failed or placed elsewhere while the worker was away)."""
 
     tasks: tuple[Task, ...]
     exclusive: bool = False
+
+
+Order = RunTask | StopTask | Reconcile
+
+
+class Orders(msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True):
+    """Orders for one worker, carried out one after the other, in this order: how a proxy
+    hands them over (many at a time), in process and over HTTP alike. Answered with
+    `OrderResults`."""
+
+    orders: tuple[Order, ...]
+
+
+class OrderResult(msgspec.Struct, frozen=True, rename=wire_name):
+    """What became of one order, as the HTTP status the order's own route would answer:
+    201 a task runs (or already ran), 204 a stop has begun (or the task has ended), 200 a
+    reconcile is done, 404 a stop for a task the worker does not know (with `message`)."""
+
+    status: int
+    message: str = ""
+
+
+class OrderResults(msgspec.Struct, frozen=True, rename=wire_name):
+    """One result per order of an `Orders`, in the same order."""
+
+    results: tuple[OrderResult, ...]
 
 
 class ListWorkerTasks(msgspec.Struct, frozen=True):

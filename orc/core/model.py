@@ -33,8 +33,11 @@ class State(enum.IntEnum):
         return self.name.capitalize()
 
 
-class Wire(msgspec.Struct, rename=wire_name, forbid_unknown_fields=True, omit_defaults=False):
-    """Base for every JSON body: PascalCase keys, unknown keys rejected."""
+class Wire(
+    msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True, omit_defaults=False
+):
+    """Base for every JSON body: PascalCase keys, unknown keys rejected, and immutable (a body
+    is changed with `msgspec.structs.replace`, so one handed to another actor never changes)."""
 
 
 PortMap = dict[str, dict[str, Any]]
@@ -100,7 +103,7 @@ def spec_of(task: Task) -> tuple[Any, ...]:
     return tuple(getattr(task, f) for f in SPEC_FIELDS)
 
 
-class TaskEvent(Wire):
+class TaskEvent(Wire, frozen=True):
     """The body of POST /tasks: what is wanted of a task.
 
     `state` 1 or 2 asks for the task to run, 3 asks for it to stop (as in the seed).

@@ -214,7 +214,8 @@ Key = tuple[int, float]  # (1 if the node's stats are missing else 0, score); lo
 
 
 def _lieb(x: float) -> float:
-    return LIEB ** (x if x < EXP_CAP else EXP_CAP)
+    power: float = LIEB ** (x if x < EXP_CAP else EXP_CAP)  # typeshed: float ** float is Any
+    return power
 
 
 _task_terms: dict[int, float] = {}

@@ -9,9 +9,10 @@ actor never changes under it. `apply` does no I/O and reads no clock.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -253,7 +254,8 @@ def _digest(state: ClusterState, e: StateDigest) -> None:
     """Changes nothing: it records what the state was (see `orc replay --check`)."""
 
 
-_HANDLERS = {
+# Each handler takes its own event type: the table is typed by what all of them accept.
+_HANDLERS: dict[type, Callable[[ClusterState, Any], None]] = {
     TaskSubmitted: _submitted,
     TaskUnplaced: _unplaced,
     TaskScheduled: _scheduled,

@@ -1,4 +1,5 @@
-"""Turn a request body into a checked TaskEvent, or say exactly what is wrong with it.
+"""Turn a request body into a checked TaskEvent (or a worker's orders), or say exactly what is
+wrong with it.
 
 Decoding errors keep msgspec's path (`Expected int, got str - at $.Task.Memory`); the checks
 msgspec cannot express name their field in the same style.
@@ -12,6 +13,7 @@ from typing import TypeVar
 
 import msgspec
 
+from orc.core.messages import Order, Orders, Reconcile, RunTask, StopTask
 from orc.core.model import State, Task, TaskEvent
 from orc.core.restarts import POLICIES
 
@@ -85,48 +87,72 @@ def check_task_event(event: TaskEvent, new_id: str) -> TaskEvent:
     return msgspec.structs.replace(event, id=event_id or task_id, task=task)
 
 
-def check_task_spec(task: Task) -> Task:
-    """Check what a task asks for; returns it with `Driver` decided."""
+def check_orders(orders: Orders) -> Orders:
+    """A worker's batch of orders (`POST /orders`) checked as `POST /tasks` checks a task:
+    every task ID a UUID and every task's spec valid, with the `Driver` decided; Invalid
+    naming the first bad field (`$.Orders[2].Task.Memory`). All or nothing: a batch with one
+    bad order is refused whole, so none of it has run."""
+    checked: list[Order] = []
+    for i, order in enumerate(orders.orders):
+        at = f"$.Orders[{i}]"
+        match order:
+            case RunTask(task):
+                checked.append(RunTask(_checked_task(task, f"{at}.Task")))
+            case StopTask(task_id):
+                checked.append(StopTask(_check_uuid(task_id, f"{at}.TaskID")))
+            case Reconcile(tasks, exclusive):
+                placed = tuple(_checked_task(t, f"{at}.Tasks[{j}]") for j, t in enumerate(tasks))
+                checked.append(Reconcile(placed, exclusive))
+    return Orders(tuple(checked))
+
+
+def _checked_task(task: Task, at: str) -> Task:
+    task = msgspec.structs.replace(task, id=_check_uuid(task.id, f"{at}.ID"))
+    return check_task_spec(task, at)
+
+
+def check_task_spec(task: Task, at: str = "$.Task") -> Task:
+    """Check what a task asks for; returns it with `Driver` decided. `at` is where the task
+    is in the body, for the messages."""
     for name in ("memory", "disk", "cpu"):
         value = getattr(task, name)
         if value < 0:
             field = "CPU" if name == "cpu" else name.capitalize()
-            raise Invalid(f"Expected {field} >= 0, got {value} - at $.Task.{field}")
+            raise Invalid(f"Expected {field} >= 0, got {value} - at {at}.{field}")
     if task.restart_policy not in RESTART_POLICIES:
         allowed = ", ".join(repr(p) for p in RESTART_POLICIES)
         raise Invalid(
             f"Expected RestartPolicy one of {allowed}, got {task.restart_policy!r}"
-            " - at $.Task.RestartPolicy"
+            f" - at {at}.RestartPolicy"
         )
     if task.image and not _IMAGE.match(task.image):
         raise Invalid(
-            f"Expected an image reference like 'name:tag', got {task.image!r} - at $.Task.Image"
+            f"Expected an image reference like 'name:tag', got {task.image!r} - at {at}.Image"
         )
     if task.cmd is not None and not task.cmd and not task.image:
-        raise Invalid("Expected a non-empty argv list, got [] - at $.Task.Cmd")
+        raise Invalid(f"Expected a non-empty argv list, got [] - at {at}.Cmd")
     for i, item in enumerate(task.env or ()):
         if not _ENV.match(item):
-            raise Invalid(f"Expected 'NAME=value', got {item!r} - at $.Task.Env[{i}]")
+            raise Invalid(f"Expected 'NAME=value', got {item!r} - at {at}.Env[{i}]")
     for port in task.exposed_ports or {}:
-        _check_port(port, "$.Task.ExposedPorts")
+        _check_port(port, f"{at}.ExposedPorts")
     for port, host in (task.port_bindings or {}).items():
-        _check_port(port, "$.Task.PortBindings")
+        _check_port(port, f"{at}.PortBindings")
         if host and not (host.isdigit() and 0 < int(host) < 65536):
-            raise Invalid(f"Expected a host port 1-65535, got {host!r} - at $.Task.PortBindings")
-    return msgspec.structs.replace(task, driver=_driver_for(task))
+            raise Invalid(f"Expected a host port 1-65535, got {host!r} - at {at}.PortBindings")
+    return msgspec.structs.replace(task, driver=_driver_for(task, at))
 
 
-def _driver_for(task: Task) -> str:
+def _driver_for(task: Task, at: str) -> str:
     if task.driver:
         if task.driver not in DRIVERS:
             raise Invalid(
-                f"Expected Driver one of {', '.join(DRIVERS)}, got {task.driver!r}"
-                " - at $.Task.Driver"
+                f"Expected Driver one of {', '.join(DRIVERS)}, got {task.driver!r} - at {at}.Driver"
             )
         if task.driver == "docker" and not task.image:
-            raise Invalid("Driver docker needs an Image - at $.Task.Image")
+            raise Invalid(f"Driver docker needs an Image - at {at}.Image")
         if task.driver == "process" and not task.cmd:
-            raise Invalid("Driver process needs a Cmd - at $.Task.Cmd")
+            raise Invalid(f"Driver process needs a Cmd - at {at}.Cmd")
         return task.driver
     if task.image:
         return "docker"
@@ -134,5 +160,5 @@ def _driver_for(task: Task) -> str:
         return "process"
     raise Invalid(
         "Task needs an Image (run as a Docker container) or a Cmd (run as a local process)"
-        " - at $.Task"
+        f" - at {at}"
     )

@@ -6,7 +6,7 @@ thread blocked in `container.wait()`, under a separate, larger limiter so that w
 containers never hold up launches. That blocking wait is how an exit is noticed within
 milliseconds, with no polling.
 
-Containers carry labels: `orc.task-id`, `orc.cmd.cluster`, `orc.cluster` (the data dir's cluster ID,
+Containers carry labels: `orc.task-id`, `orc.node`, `orc.cluster` (the data dir's cluster ID,
 so two orc installations on one engine never adopt each other's containers) and `orc.task`
 (the task as JSON, so a restarted worker can rebuild what it was running).
 
@@ -40,7 +40,9 @@ from orc.core.model import HostPort, Task
 from orc.drivers.base import (
     DriverUnavailable,
     Exit,
+    Handle,
     LaunchError,
+    own_handle,
     read_output,
     record_exit,
     recorded_exit,
@@ -70,17 +72,16 @@ class EngineUnavailable(Exception):
     """No Docker engine answers at the configured address."""
 
 
-class DockerHandle:
-    """A container that runs a task: one we started, or one adopted after a restart."""
+class DockerHandle(Handle):
+    """A container that runs a task: one we started, or one adopted after a restart. All the
+    driver needs of it is on every handle (`container_id`); the type says whose it is."""
+
+    __slots__ = ()
 
     def __init__(
         self, task_id: str, container_id: str, host_ports: dict[str, list[HostPort]] | None
     ) -> None:
-        self.task_id = task_id
-        self.container_id = container_id
-        self.host_ports = host_ports
-        self.exited = trio.Event()
-        self.stop_requested = False
+        super().__init__(task_id, container_id, host_ports)
 
 
 def _port_key(port: str) -> str:
@@ -143,7 +144,7 @@ class DockerDriver:
         if self.base_url:
             kwargs["base_url"] = self.base_url
             kwargs.pop("tls", None)
-        return kwargs
+        return kwargs  # type: ignore[return-value]  # the stubs' TypedDict: a dict of SDK kwargs
 
     def client(self) -> docker.DockerClient:
         """The SDK client, made on first use (in a thread: it asks the engine its version)."""
@@ -183,7 +184,11 @@ class DockerDriver:
 
         def probe() -> bool:
             try:
-                api = docker.APIClient(**self._client_kwargs(), version="1.24", timeout=timeout)
+                api = docker.APIClient(
+                    **self._client_kwargs(),
+                    version="1.24",
+                    timeout=timeout,  # type: ignore[arg-type]  # a float is fine; stubs say int
+                )
                 try:
                     return bool(api.ping())
                 finally:
@@ -192,6 +197,9 @@ class DockerDriver:
                 return False
 
         return await trio.to_thread.run_sync(probe)
+
+    async def prepare(self) -> None:
+        """Nothing to do ahead of launches: images are looked up (and cached) as they launch."""
 
     # -- launch --------------------------------------------------------------------------------
 
@@ -277,7 +285,9 @@ class DockerDriver:
     def _pull(self, api: docker.APIClient, ref: str) -> dict[str, Any]:
         log.info("image %s is not present locally: pulling it", ref)
         puller = docker.APIClient(
-            **self._client_kwargs(), version=api.api_version, timeout=self.pull_timeout
+            **self._client_kwargs(),
+            version=api.api_version,
+            timeout=self.pull_timeout,  # type: ignore[arg-type]  # a float is fine; stubs say int
         )
         try:
             puller.pull(ref)
@@ -320,8 +330,9 @@ class DockerDriver:
 
     # -- exit and stop -------------------------------------------------------------------------
 
-    async def wait(self, handle: DockerHandle) -> Exit:
+    async def wait(self, handle: Handle) -> Exit:
         """Until the container ends; then keep its logs and how it ended, and remove it."""
+        handle = own_handle(handle, DockerHandle)
         try:
             while True:
                 try:
@@ -375,8 +386,9 @@ class DockerDriver:
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(cid, force=True)
 
-    async def stop(self, handle: DockerHandle) -> None:
+    async def stop(self, handle: Handle) -> None:
         """`docker stop` with the grace period (SIGTERM, then SIGKILL), then removal by `wait`."""
+        handle = own_handle(handle, DockerHandle)
         handle.stop_requested = True
 
         def stop_sync() -> None:

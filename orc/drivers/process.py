@@ -27,7 +27,15 @@ import msgspec
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import Exit, LaunchError, read_output, record_exit, recorded_exit
+from orc.drivers.base import (
+    Exit,
+    Handle,
+    LaunchError,
+    own_handle,
+    read_output,
+    record_exit,
+    recorded_exit,
+)
 
 log = logging.getLogger("orc.drivers.process")
 
@@ -48,19 +56,16 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
-class ProcessHandle:
-    """A running process: one we started (`process`), or one adopted after a restart."""
+class ProcessHandle(Handle):
+    """A running process: one we started (`process`, which can tell its exit status), or one
+    adopted after a restart (`process` None: not our child, so its status is unknown)."""
+
+    __slots__ = ("pid", "process")
 
     def __init__(self, task_id: str, pid: int, process: subprocess.Popen[bytes] | None) -> None:
-        self.task_id = task_id
+        super().__init__(task_id)
         self.pid = pid
         self.process = process
-        self.exited = trio.Event()
-        self.stop_requested = False
-
-    @property
-    def container_id(self) -> str:
-        return ""
 
 
 def _signal_name(number: int) -> str:
@@ -185,6 +190,10 @@ class ProcessDriver:
     def workdir(self, task_id: str) -> Path:
         return self.root / task_id
 
+    async def prepare(self) -> None:
+        """The work done ahead of launches: spare working directories (`keep_spares`)."""
+        await self.keep_spares()
+
     async def keep_spares(self) -> None:
         """Forever: keep SPARES spare working directories ready (see the module's docstring).
         Runs in the worker's nursery; one directory at a time, so that launches, which make
@@ -210,7 +219,8 @@ class ProcessDriver:
 
     async def start(self, task: Task) -> ProcessHandle:
         env = dict(self._environ)
-        env.update(item.split("=", 1) for item in task.env or ())
+        # each item is NAME=value (orc.core.validation checks it), so it splits in two
+        env.update(item.split("=", 1) for item in task.env or ())  # type: ignore[misc]
         env["ORC_TASK_ID"] = task.id
         spare = self._spares.pop() if self._spares else None
         try:
@@ -229,8 +239,9 @@ class ProcessDriver:
             self._spares.append(spare)
         return ProcessHandle(task.id, popen.pid, popen)
 
-    async def wait(self, handle: ProcessHandle) -> Exit:
+    async def wait(self, handle: Handle) -> Exit:
         """Until the process ends; records how it ended in the `exit` file."""
+        handle = own_handle(handle, ProcessHandle)
         try:
             await _exited(handle.pid)
             if handle.process is not None:
@@ -254,8 +265,9 @@ class ProcessDriver:
             return Exit(128 - code, f"killed by {_signal_name(-code)}")
         return Exit(code, f"exited with status {code}")
 
-    async def stop(self, handle: ProcessHandle) -> None:
+    async def stop(self, handle: Handle) -> None:
         """SIGTERM to the task's process group, SIGKILL after the grace period."""
+        handle = own_handle(handle, ProcessHandle)
         handle.stop_requested = True
         self._signal(handle, signal.SIGTERM)
         with trio.move_on_after(self.stop_grace):

@@ -15,17 +15,13 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from eventlog import EventLog
-from orc.core.events import TASK_EVENTS, AnyEvent
+from orc.core.events import TASK_EVENTS, AnyEvent, to_wire
 from orc.core.validation import Invalid
 from orc.http.app import json_response
+from orc.nodes.base import StreamLine
 
-EVENT_TYPES = {cls.__name__ for cls in (*TASK_EVENTS, *AnyEvent.__args__)}  # type: ignore[attr-defined]
+EVENT_TYPES = {cls.__name__ for cls in (*TASK_EVENTS, *AnyEvent.__args__)}
 _encoder = msgspec.json.Encoder()
-
-
-class Line(msgspec.Struct):
-    Seq: int
-    Event: AnyEvent  # type: ignore[valid-type]
 
 
 def _after() -> int:
@@ -51,7 +47,7 @@ def _task_of(event: object) -> str:
     if task_id is None:
         task = getattr(event, "task", None)
         task_id = getattr(task, "id", "")
-    return task_id
+    return task_id if isinstance(task_id, str) else ""
 
 
 def add_event_stream(app: QuartTrio, log: EventLog, heartbeat: float = 5.0) -> None:
@@ -81,7 +77,8 @@ def add_event_stream(app: QuartTrio, log: EventLog, heartbeat: float = 5.0) -> N
                     continue
                 if task and _task_of(event) != task:
                     continue
-                yield _encoder.encode(Line(seq, event)) + b"\n"
+                # the wire form: an object with `Type` (the log stores the event as an array)
+                yield _encoder.encode(StreamLine(seq, to_wire(event))) + b"\n"
 
         response = Response(lines(), content_type="application/x-ndjson")
         response.timeout = None  # Quart's 60 s default would cut the stream

@@ -1,5 +1,5 @@
-"""Routes between nodes: `POST /nodes` and `GET /nodes` on the manager; `GET /node` and
-`POST /reconcile` on a worker."""
+"""Routes between nodes: `POST /nodes` and `GET /nodes` on the manager; `GET /node` on a worker
+(its orders come to `POST /orders`, in `orc.http.worker`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors import ActorRef
-from orc.core.messages import ListNodes, Reconcile, Reply
+from orc.core.messages import ListNodes, Reply
 from orc.core.model import NodeInfo, wire_name
 from orc.core.validation import DRIVERS, Invalid, decode_json
 from orc.http.app import error, json_response
-from orc.nodes.remote import ReconcileBody
 from orc.shell.monitor import Heartbeats, Register
 
 ASK_TIMEOUT = 10.0
@@ -77,20 +76,7 @@ def add_manager_node_routes(app: QuartTrio, manager: ActorRef, monitor: ActorRef
         return json_response({"Name": info.name, "Message": reply.message})
 
 
-def add_worker_node_routes(app: QuartTrio, worker: ActorRef, info: Callable[[], NodeInfo]) -> None:
+def add_worker_node_routes(app: QuartTrio, info: Callable[[], NodeInfo]) -> None:
     @app.get("/node")
     async def node() -> Response:
         return json_response(info())
-
-    @app.post("/reconcile")
-    async def reconcile() -> Response:
-        body = await request.get_data(cache=False)
-        assert isinstance(body, bytes)
-        try:
-            tasks = msgspec.json.decode(body, type=ReconcileBody).tasks
-        except msgspec.ValidationError as exc:
-            raise Invalid(str(exc)) from None
-        except msgspec.DecodeError as exc:
-            raise Invalid(f"malformed JSON: {exc}") from None
-        await worker.ask(Reconcile(tuple(tasks), exclusive=True), timeout=ASK_TIMEOUT)
-        return json_response({"Tasks": len(tasks)})

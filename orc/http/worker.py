@@ -1,16 +1,32 @@
-"""A worker's HTTP API, as the seed's worker has it: run, list and stop tasks, and node stats."""
+"""A worker's HTTP API, as the seed's worker has it: run, list and stop tasks, and node stats;
+and `POST /orders`, how a manager's proxy hands over many orders in one request.
+
+Every route that changes something is an `Orders` batch to the Worker actor: `POST /tasks` is
+one `RunTask`, `DELETE /tasks/{id}` one `StopTask`, `POST /orders` as many as the body holds.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import trio
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors import ActorRef
-from orc.core.messages import GetLogs, ListWorkerTasks, RunTask, StopTask
-from orc.core.model import State
+from orc.core.messages import (
+    GetLogs,
+    ListWorkerTasks,
+    Order,
+    OrderResult,
+    OrderResults,
+    Orders,
+    RunTask,
+    StopTask,
+)
+from orc.core.model import State, wire_name
+from orc.core.validation import DRIVERS, Invalid, check_orders, decode_json
 from orc.http.app import (
     check_id,
     create_app,
@@ -26,13 +42,44 @@ from orc.shell.stats import node_stats
 
 ASK_TIMEOUT = 10.0
 _stats_limiter = trio.CapacityLimiter(2)
+_orders = msgspec.json.Decoder(Orders)
 
 
-def worker_app(worker: ActorRef, data_dir: Path, max_body: int) -> QuartTrio:
+class OrdersTaken(msgspec.Struct, rename=wire_name):
+    """`GET /orders`: how many `POST /orders` requests this worker took since it started, and
+    how many orders they carried: how well its manager batches (a burst of tasks should come
+    in far fewer requests than tasks)."""
+
+    batches: int = 0
+    orders: int = 0
+
+
+def worker_app(worker: ActorRef[object], data_dir: Path, max_body: int) -> QuartTrio:
     app = create_app("orc-worker", max_body)
+    taken = OrdersTaken()
 
     async def ask(message: object) -> object:
         return await worker.ask(message, timeout=ASK_TIMEOUT)
+
+    async def carry_out(*orders: Order) -> tuple[OrderResult, ...]:
+        results = await ask(Orders(orders))
+        assert isinstance(results, OrderResults)
+        return results.results
+
+    @app.post("/orders")
+    async def take_orders() -> Response:
+        body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
+        wanted = 'a JSON {"Orders": [...]} of RunTask, StopTask and Reconcile orders'
+        orders = check_orders(decode_json(body, _orders, wanted))
+        results = await carry_out(*orders.orders)
+        taken.batches += 1
+        taken.orders += len(orders.orders)
+        return json_response(OrderResults(results))
+
+    @app.get("/orders")
+    async def orders_taken() -> Response:
+        return json_response(taken)
 
     @app.post("/tasks")
     async def run_task() -> Response:
@@ -40,7 +87,7 @@ def worker_app(worker: ActorRef, data_dir: Path, max_body: int) -> QuartTrio:
         assert event.task is not None
         if event.state == State.COMPLETED:
             return await stop_task(event.task.id)
-        await ask(RunTask(event.task))
+        await carry_out(RunTask(event.task))
         return json_response(wire_event(event), 201)
 
     @app.get("/tasks")
@@ -51,17 +98,25 @@ def worker_app(worker: ActorRef, data_dir: Path, max_body: int) -> QuartTrio:
 
     @app.delete("/tasks/<task_id>")
     async def stop_task(task_id: str) -> Response:
-        known = await ask(StopTask(check_id(task_id)))
-        if known is None:
-            return error(404, f"no task with ID {task_id} on this worker")
+        (result,) = await carry_out(StopTask(check_id(task_id)))
+        if result.status >= 400:
+            return error(result.status, result.message)
         return no_content()
 
     @app.get("/tasks/<task_id>/logs")
     async def task_logs(task_id: str) -> Response:
-        logs = await ask(GetLogs(check_id(task_id)))
-        if logs is None:
-            return error(404, f"no task with ID {task_id} on this worker")
-        return logs_response(logs)  # type: ignore[arg-type]
+        """`?driver=` (from the manager, which knows the task) finds the output of a task
+        this worker has forgotten since it restarted."""
+        driver = request.args.get("driver", "")
+        if driver and driver not in DRIVERS:
+            raise Invalid(
+                f"Expected a driver one of {', '.join(DRIVERS)}, got {driver!r}"
+                " - at the query driver"
+            )
+        match await ask(GetLogs(check_id(task_id), driver)):
+            case (bytes() as out, bytes() as err):
+                return logs_response((out, err))
+        return error(404, f"no task with ID {task_id} on this worker")
 
     @app.get("/stats")
     async def stats() -> Response:

@@ -1,44 +1,34 @@
 """HttpWorkerProxy: the manager's side of a worker in another process, over HTTP.
 
-It carries the same messages as `LocalWorkerProxy`. Orders (RunTask, StopTask, Reconcile) go
-to the worker's routes, in order, retried until delivered and dropped once the node is down.
-Updates come the other way: the proxy follows the worker's `GET /events?after=SEQ` stream
-(the worker's own durable log), reconnecting with backoff, and tells the manager each update
-with its worker seq, so the manager applies each exactly once. Each (re)connection starts with
-a Reconcile: the worker reports what became of the tasks placed on it, and stops any it runs
-that the manager has since failed or placed elsewhere.
+It speaks `WorkerProxy`'s protocol. Orders go to the worker's `POST /orders`, every order
+waiting in the mailbox in one request (the body at most `max_body` bytes), in order, retried
+until the worker answers and dropped once the node is down. Updates come the other way: the
+proxy follows the worker's `GET /events?after=SEQ` stream (the worker's own durable log),
+reconnecting with backoff, and tells the manager each update with its worker seq, so the
+manager applies each exactly once. Each (re)connection starts with a reconcile.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 import httpx
 import msgspec
 import trio
 
-from actors import Actor, ActorRef, Mailbox
+from actors import ActorRef, Mailbox
 from orc.clock import now
-from orc.core.events import NodeDown, WorkerUpdate
-from orc.core.messages import (
-    GetLogs,
-    ListWorkerTasks,
-    LogBehind,
-    Ping,
-    PlacedOn,
-    Reconcile,
-    RunTask,
-    Shutdown,
-    StopTask,
-)
-from orc.core.model import State, Task, TaskEvent, wire_name
+from orc.core.events import WireWorkerUpdate, WorkerUpdate, from_wire
+from orc.core.messages import GetLogs, LogBehind, Order, OrderResults, Orders
+from orc.nodes.base import ASK_TIMEOUT, Seen, StreamLine, WorkerProxy, describe
 
 log = logging.getLogger("orc.remote")
 
-ASK_TIMEOUT = 10.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
+_JSON = {"Content-Type": "application/json"}
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -46,64 +36,36 @@ def auth_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class Resync(msgspec.Struct, frozen=True):
-    """The node came back after being down: reconcile with it again."""
+# Updates come as the wire carries events (objects with `Type`), and become events here.
+_lines = msgspec.json.Decoder(StreamLine[WireWorkerUpdate])
+_results = msgspec.json.Decoder(OrderResults)
+_encoder = msgspec.json.Encoder()
 
 
-class MoveTo(msgspec.Struct, frozen=True):
-    """The node registered again from another address: reach it there from now on."""
-
-    address: str
-
-
-class Seen(msgspec.Struct, frozen=True):
-    """To the node monitor: something (a stream line, a registration) came from `node`."""
-
-    node: str
-
-
-class StreamLine(msgspec.Struct):
-    """A line of `GET /events`: an update with its seq, or a heartbeat."""
-
-    Seq: int
-    Event: WorkerUpdate | None = None  # type: ignore[valid-type]
-    Heartbeat: bool = False
-
-
-class ReconcileBody(msgspec.Struct, rename=wire_name, forbid_unknown_fields=True):
-    """The body of a worker's `POST /reconcile`: every task placed on it."""
-
-    tasks: list[Task]
-
-
-_lines = msgspec.json.Decoder(StreamLine)
-
-
-class HttpWorkerProxy(Actor):
+class HttpWorkerProxy(WorkerProxy):
     def __init__(
         self,
         node: str,
         address: str,
-        manager: Callable[[], ActorRef],
-        monitor: Callable[[], ActorRef | None],
+        manager: Callable[[], ActorRef[object]],
+        monitor: Callable[[], ActorRef[object] | None],
         token: str = "",
         ttl: float = 10.0,
+        max_body: int = 1 << 20,
     ) -> None:
-        self.node = node
+        super().__init__(node, manager)
         self.address = address
-        self.manager = manager
         self.monitor = monitor
         self.token = token
         self.ttl = ttl
-        self.down = False
+        self.max_body = max_body
         self.seq: int | None = None  # the last worker seq told to the manager
-        self._lock = trio.Lock()  # orders and reconciles reach the worker one at a time
         self._client: httpx.AsyncClient | None = None
         self._following = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._last_seen = -1e9
 
-    async def run(self, mailbox: Mailbox) -> None:
+    async def run(self, mailbox: Mailbox[object]) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -135,98 +97,86 @@ class HttpWorkerProxy(Actor):
         with scope:
             await self._follow()
 
-    async def handle(self, message: object) -> object:
-        match message:
-            case RunTask(task):
-                event = TaskEvent(id=task.id, state=int(State.RUNNING), task=task)
-                await self._deliver("POST", "/tasks", message, msgspec.json.encode(event))
-            case StopTask(task_id):
-                await self._deliver("DELETE", f"/tasks/{task_id}", message)
-            case Reconcile(tasks):
-                await self._deliver("POST", "/reconcile", message, _reconcile_body(tasks))
-            case Resync():
-                self.down = False
-                await self._reconcile()
-            case MoveTo(address):
-                log.warning("node %s moved from %s to %s", self.node, self.address, address)
-                self.address = address
-                self.down = False
-                await self._connect()
-            case NodeDown():
-                self.down = True
-            case GetLogs(task_id):
-                return await self._logs(task_id)
-            case ListWorkerTasks():
-                return []
-            case Shutdown() | Ping():
-                return None
-            case _:
-                raise TypeError(f"worker proxy {self.node}: unexpected message {message!r}")
-        return None
+    async def move_to(self, address: str) -> None:
+        log.warning("node %s moved from %s to %s", self.node, self.address, address)
+        self.address = address
+        await self._connect()
 
     # -- orders --------------------------------------------------------------------------------
 
-    async def _deliver(
-        self, method: str, path: str, message: object, body: bytes | None = None
-    ) -> None:
-        """Send until the worker answers; give up (with a log line) once the node is down."""
+    async def send(self, orders: Orders, *, retry: bool) -> None:
+        """`POST /orders`, in as few requests as the body limit allows."""
+        for chunk in _chunks(orders.orders, self.max_body):
+            await self._post(chunk, retry)
+
+    async def _post(self, orders: list[tuple[Order, bytes]], retry: bool) -> None:
+        """Send until the worker answers (with `retry`; once without); give up, with a log
+        line, once the node is down. A body the worker finds too large is sent in halves."""
         assert self._client is not None
+        what = describe([order for order, _ in orders])
+        body = b'{"Orders":[' + b",".join(encoded for _, encoded in orders) + b"]}"
         backoff = FIRST_BACKOFF
         while True:
-            if self.down:
-                log.warning("node %s is down: dropping %s", self.node, _short(message))
+            if retry and self.node_gone():
+                log.warning("node %s is down: dropping %s", self.node, what)
                 return
             try:
-                async with self._lock:
-                    r = await self._client.request(
-                        method, path, content=body, headers={"Content-Type": "application/json"}
-                    )
+                r = await self._client.post("/orders", content=body, headers=_JSON)
             except httpx.HTTPError as exc:
-                log.info(
-                    "node %s: %s not delivered (%s); retrying", self.node, _short(message), exc
-                )
+                log.info("node %s: %s not delivered (%s); retrying", self.node, what, exc)
             else:
-                if r.status_code < 500:
-                    if r.status_code >= 400 and r.status_code != 404:
-                        log.warning(
-                            "node %s refused %s: %d %s",
-                            self.node,
-                            _short(message),
-                            r.status_code,
-                            r.text,
-                        )
+                if r.status_code == 200:
+                    self._check(orders, r.content)
                     return
-                log.info("node %s: %s answered %d; retrying", self.node, path, r.status_code)
+                if r.status_code == 413 and len(orders) > 1:
+                    half = len(orders) // 2
+                    await self._post(orders[:half], retry)
+                    await self._post(orders[half:], retry)
+                    return
+                if r.status_code < 500:
+                    log.warning("node %s refused %s: %d %s", self.node, what, r.status_code, r.text)
+                    return
+                log.info("node %s: %s answered %d; retrying", self.node, what, r.status_code)
+            if not retry:
+                return
             await trio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _reconcile(self) -> None:
-        assert self._client is not None
-        async with self._lock:
-            placed, _ = await self.manager().ask(PlacedOn(self.node), timeout=ASK_TIMEOUT)  # type: ignore[misc]
-            try:
-                r = await self._client.post(
-                    "/reconcile",
-                    content=_reconcile_body(placed),
-                    headers={"Content-Type": "application/json"},
-                )
-            except httpx.HTTPError as exc:
-                log.info("node %s: reconcile not delivered (%s)", self.node, exc)
-                return
-            if r.status_code != 200:
-                log.warning("node %s: reconcile answered %d %s", self.node, r.status_code, r.text)
-
-    async def _logs(self, task_id: str) -> tuple[bytes, bytes] | None:
-        assert self._client is not None
+    def _check(self, orders: list[tuple[Order, bytes]], body: bytes) -> None:
+        """Say which orders the worker refused. Not finding a task to stop (404) is no
+        refusal: it ended, or never reached the worker."""
         try:
-            r = await self._client.get(f"/tasks/{task_id}/logs")
+            results = _results.decode(body).results
+        except msgspec.DecodeError as exc:
+            log.warning("node %s: unreadable answer to its orders (%s)", self.node, exc)
+            return
+        for (order, _), result in zip(orders, results, strict=False):
+            if result.status >= 400 and result.status != 404:
+                log.warning(
+                    "node %s refused %s: %d %s",
+                    self.node,
+                    describe([order]),
+                    result.status,
+                    result.message,
+                )
+
+    # -- questions -----------------------------------------------------------------------------
+
+    async def logs(self, question: GetLogs) -> tuple[bytes, bytes] | None:
+        assert self._client is not None
+        params = {"driver": question.driver} if question.driver else None
+        try:
+            r = await self._client.get(f"/tasks/{question.task_id}/logs", params=params)
         except httpx.HTTPError as exc:
-            log.info("node %s: no logs for %s (%s)", self.node, task_id, exc)
+            log.info("node %s: no logs for %s (%s)", self.node, question.task_id, exc)
             return None
         if r.status_code != 200:
             return None
-        body = r.json()
-        return body["Stdout"].encode(), body["Stderr"].encode()
+        try:
+            body = msgspec.json.decode(r.content, type=_Logs)
+        except msgspec.DecodeError:
+            return None
+        return body.Stdout.encode(), body.Stderr.encode()
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -238,7 +188,7 @@ class HttpWorkerProxy(Actor):
         while True:
             try:
                 if self.seq is None:
-                    _, self.seq = await self.manager().ask(PlacedOn(self.node), timeout=ASK_TIMEOUT)  # type: ignore[misc]
+                    _, self.seq = await self.placed_on()
                 timeout = httpx.Timeout(ASK_TIMEOUT, read=max(self.ttl, 1.0))
                 async with self._client.stream(
                     "GET", "/events", params={"after": self.seq}, timeout=timeout
@@ -253,7 +203,7 @@ class HttpWorkerProxy(Actor):
                         log.warning("node %s: update stream back from seq %d", self.node, self.seq)
                     failing, backoff = False, FIRST_BACKOFF
                     await self._seen(force=True)
-                    await self._reconcile()
+                    await self.reconcile(retry=False)
                     async for line in r.aiter_lines():
                         if line:
                             await self._line(_lines.decode(line))
@@ -289,7 +239,7 @@ class HttpWorkerProxy(Actor):
         self.seq = last
         return True
 
-    async def _line(self, line: StreamLine) -> None:
+    async def _line(self, line: StreamLine[WireWorkerUpdate]) -> None:
         await self._seen()
         if line.Event is None:
             return
@@ -297,8 +247,8 @@ class HttpWorkerProxy(Actor):
         if line.Seq <= self.seq:
             return
         self.seq = line.Seq
-        update = msgspec.structs.replace(line.Event, worker_seq=line.Seq)
-        await self.manager().tell(update)
+        update = cast(WorkerUpdate, from_wire(line.Event))
+        await self.report(msgspec.structs.replace(update, worker_seq=line.Seq))
 
     async def _seen(self, force: bool = False) -> None:
         """Tell the monitor the node lives, at most ten times per TTL."""
@@ -315,14 +265,29 @@ class _Refused(Exception):
 
 
 class _Behind(msgspec.Struct):
+    """What matters here of the worker's `400` to `GET /events?after=` beyond its log's end."""
+
     LastSeq: int
 
 
-def _reconcile_body(tasks: tuple[Task, ...] | list[Task]) -> bytes:
-    return msgspec.json.encode(ReconcileBody(list(tasks)))
+class _Logs(msgspec.Struct):
+    """A worker's `GET /tasks/{id}/logs`."""
+
+    Stdout: str
+    Stderr: str
 
 
-def _short(message: object) -> str:
-    task = getattr(message, "task", None)
-    task_id = getattr(message, "task_id", None) or getattr(task, "id", "")
-    return f"{type(message).__name__}({task_id})" if task_id else type(message).__name__
+def _chunks(orders: tuple[Order, ...], max_body: int) -> list[list[tuple[Order, bytes]]]:
+    """The orders, each with its JSON, in runs whose `{"Orders": [...]}` body fits in
+    `max_body` bytes (an order too large alone goes alone: the worker refuses it)."""
+    limit = max_body - 64
+    chunks: list[list[tuple[Order, bytes]]] = []
+    size = limit
+    for order in orders:
+        encoded = _encoder.encode(order)
+        if size + len(encoded) + 1 > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((order, encoded))
+        size += len(encoded) + 1
+    return chunks

@@ -13,6 +13,7 @@ from eventlog.snapshots import read_snapshot, snapshot_seqs
 from orc.core.events import AnyEvent
 from orc.core.snapshot import decode_state
 from orc.core.state import ClusterState
+from orc.core.upcast import NEWER, upcaster
 from orc.replay import story as replay
 
 
@@ -29,13 +30,14 @@ class Log(NamedTuple):
 
 
 def read(log_dir: Path) -> Log:
-    """Every whole record of the log, read-only (blocking).
+    """Every whole record of the log, read-only (blocking), of any version orc ever wrote
+    (`orc.core.upcast`).
 
     When compaction removed the first segments, the story starts from the earliest snapshot
     that covers them (the most history that can still be told).
     """
     try:
-        reader = open_readonly(log_dir, AnyEvent)
+        reader = open_readonly(log_dir, AnyEvent, older=upcaster(AnyEvent))
         if not reader.segments:
             raise BadInput(f"no event log in {log_dir}")
         if reader.first_seq == 1:
@@ -44,7 +46,7 @@ def read(log_dir: Path) -> Log:
         return Log(reader, list(reader.read(base_seq + 1)), base, base_seq)
     except CorruptLogError as exc:
         reason = " ".join(exc.reason.split())
-        if "undecodable" in reason:
+        if "undecodable" in reason and NEWER not in reason:
             reason = f"not orc events: {reason}"
         raise BadInput(f"{exc.path} at offset {exc.offset}: {reason}") from None
     except OSError as exc:

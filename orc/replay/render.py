@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from orc.core.events import to_wire
 from orc.core.model import State, for_wire
 from orc.core.state import ClusterState
 from orc.core.transitions import ACTIVE, TERMINAL
@@ -211,7 +212,8 @@ def state_text(state: ClusterState, seq: int, at: str) -> str:
 
 
 def record_json(record: Any) -> str:
-    return msgspec.json.encode(record).decode()
+    """A record as the wire shows events (an object with `Type`), not as the log stores it."""
+    return msgspec.json.encode(to_wire(record)).decode()
 
 
 def check_text(result: CheckResult) -> str:
@@ -260,4 +262,7 @@ def state_json(state: ClusterState, seq: int, at: str) -> dict[str, Any]:
 
 
 def check_json(result: CheckResult) -> dict[str, Any]:
-    return msgspec.to_builtins(result)
+    doc: dict[str, Any] = msgspec.to_builtins(result)
+    for violation, out in zip(result.violations, doc["violations"], strict=True):
+        out["record"] = msgspec.to_builtins(to_wire(violation.record))  # as the wire shows it
+    return doc

@@ -202,9 +202,9 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
     for field in ("reason", "error"):  # event types added later
-        text = getattr(event, field, None)
-        if isinstance(text, str) and text:
-            return text
+        value = getattr(event, field, None)
+        if isinstance(value, str) and value:
+            return value
     return ""
 
 

@@ -1,6 +1,7 @@
 """Health checks: the HealthChecker actor GETs a Running task's `HealthCheck` path on its host
 port every `interval` seconds, with a `timeout`; after `threshold` failures in a row it tells the
-manager `Unhealthy`, and the task's restart policy decides (see orc/restarting.py).
+manager `Unhealthy`, and the task's restart policy decides (`review` and `unhealthy` in
+orc/core/decide.py).
 
 A task without a host port (yet) is not checked, and not failed either. The URL is
 `http://<node host>:<host port><path>`, the node host taken from its address (`host:port`).

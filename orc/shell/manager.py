@@ -18,7 +18,7 @@ import trio
 from actors import Actor, ActorRef, Envelope, Mailbox
 from eventlog import EventLog, LogWriteError
 from orc.clock import now
-from orc.core import decide, restarting
+from orc.core import decide
 from orc.core.events import (
     AnyEvent,
     NodeDown,
@@ -66,9 +66,10 @@ from orc.core.messages import (
     Unwatch,
     Watch,
 )
-from orc.core.model import State
+from orc.core.model import State, Task
 from orc.core.nodeview import node_views
 from orc.core.restarts import RestartSettings
+from orc.core.retention import EndedIndex
 from orc.core.snapshot import encode_state, state_digest
 from orc.core.state import ClusterState, apply
 from orc.core.transitions import ACTIVE, TERMINAL
@@ -78,6 +79,7 @@ log = logging.getLogger("orc.manager")
 
 BATCH = 512
 RETRY_DELAY = 0.5
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING}  # of a decision's notes
 
 _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Submit: decide.submit,
@@ -89,7 +91,6 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Join: decide.join,
     NodeSilent: decide.node_down,
     LogBehind: decide.log_behind,
-    Purge: decide.purge,
 }
 
 
@@ -119,15 +120,19 @@ class Manager(Actor):
         self.scheduler = scheduler
         self.proxies = proxies
         self.upkeep = upkeep or Upkeep()
-        # restart policies (orc/restarting.py): timers in `restarter`, checks in `health`
+        # restart policies (`decide.review` and friends): timers in `restarter`, checks in
+        # `health`
         self.restarts = restarts or RestartSettings()
         self.restarter = restarter
         self.health = health
         self._deciders: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
             **_DECIDERS,
-            RestartDue: lambda s, m: restarting.restart_due(s, m, self.restarts),
-            Unhealthy: lambda s, m: restarting.unhealthy(s, m, self.restarts),
+            RestartDue: lambda s, m: decide.restart_due(s, m, self.restarts),
+            Unhealthy: lambda s, m: decide.unhealthy(s, m, self.restarts),
+            Purge: lambda s, m: decide.purge(s, m, self.ended),
         }
+        # ended tasks by end time, so a purge costs what it forgets (derived from the state)
+        self.ended = EndedIndex()
         self._retry: list[Envelope] = []
         self._since_digest = 0
         self._since_snapshot = 0
@@ -139,17 +144,24 @@ class Manager(Actor):
         A restart after a crash takes the same path, so it never works from half-applied state.
         """
         self.state, base = await recover(self.log)
+        self.ended = EndedIndex.of(self.state.tasks.values())
         self._since_snapshot = self.log.last_seq - base
         await self._resync_scheduler()
         for name, proxy in self.proxies.items():
-            placed = tuple(
-                t
-                for t in self.state.tasks_on(name)
-                if t.state in ACTIVE and not self.state.waiting(t.id)
-            )
+            placed = self._placed_on(name)
             if placed:
                 await proxy.tell(Reconcile(placed))
         await self._resume_restarts()
+
+    def _placed_on(self, node: str) -> tuple[Task, ...]:
+        """What a reconcile tells the worker `node` it should run, whoever reaches it (a proxy
+        in process or over HTTP): its Scheduled and Running tasks, less those waiting out a
+        restart backoff (nothing may run them yet)."""
+        return tuple(
+            t
+            for t in self.state.tasks_on(node)
+            if t.state in ACTIVE and not self.state.waiting(t.id)
+        )
 
     async def _resync_scheduler(self) -> None:
         """Tell the scheduler all it derives from the log: nodes, placements, what waits."""
@@ -216,24 +228,24 @@ class Manager(Actor):
         if not group:
             return
         decisions = [self._decide(env.message) for env in group]
-        events = [event for evs, _ in decisions for event in evs]
+        events = [event for d in decisions for event in d.events]
         if events:
             try:
                 await self.log.append_batch(events)
             except LogWriteError as exc:
                 log.error("%s", exc)
-                for env, (evs, reply) in zip(group, decisions, strict=True):
-                    if evs and env.is_ask:
+                for env, d in zip(group, decisions, strict=True):
+                    if d.events and env.is_ask:
                         env.reply(Reply(503, message=f"{exc}; nothing was changed, retry later"))
-                    elif evs:
+                    elif d.events:
                         self._retry.append(env)
                     else:
-                        env.reply(reply)
+                        env.reply(d.reply)
                 return
             for event in events:
                 apply(self.state, event)
-        for env, (_, reply) in zip(group, decisions, strict=True):
-            env.reply(reply)
+        for env, d in zip(group, decisions, strict=True):
+            env.reply(d.reply)
         await self._act(events)
         await self._placements_refused(group, decisions)
         await self._keep_up(len(events))
@@ -289,6 +301,8 @@ class Manager(Actor):
                     ended.append(task_id)
         # a run that ended in a restart is still placed: it waits for its backoff there
         ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]
+        for task_id in ended:
+            self.ended.note(self.state.tasks[task_id])
         if placed:
             await self.scheduler.tell(TasksPlaced(tuple(placed)))
         if ended:
@@ -297,11 +311,16 @@ class Manager(Actor):
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
         await self._act_restarts(events)
 
-    # -- restarts and health checks (orc/restarting.py) -----------------------------------------
-
     def _decide(self, message: object) -> decide.Decision:
-        events, reply = self._deciders[type(message)](self.state, message)
-        return restarting.review(self.state, events, self.restarts), reply
+        """The core's decision on `message`, restarts reviewed; its notes are logged here,
+        since the core does no I/O."""
+        decision = self._deciders[type(message)](self.state, message)
+        decision = decide.review(self.state, decision, self.restarts)
+        for note in decision.notes:
+            log.log(_LEVELS[note.level], "%s", note.text)
+        return decision
+
+    # -- restarts and health checks (`decide.review`, `unhealthy`, `restart_due`) ---------------
 
     async def _resume_restarts(self, arm: bool = True, watch: bool = True) -> None:
         """After a start: arm the backoffs the log has pending, and check what runs."""
@@ -353,8 +372,8 @@ class Manager(Actor):
         free it and place the task again (on the nodes that are up)."""
         refused = [
             env.message.task_id
-            for env, (evs, _) in zip(group, decisions, strict=True)
-            if isinstance(env.message, Place) and env.message.node and not evs
+            for env, d in zip(group, decisions, strict=True)
+            if isinstance(env.message, Place) and env.message.node and not d.events
         ]
         if not refused:
             return
@@ -386,8 +405,7 @@ class Manager(Actor):
             case ListNodes():
                 return node_views(self.state)
             case PlacedOn(node):
-                placed = tuple(t for t in self.state.tasks_on(node) if t.state in ACTIVE)
-                return placed, self.state.node_seqs.get(node, 0)
+                return self._placed_on(node), self.state.node_seqs.get(node, 0)
             case AttachProxy(node, proxy):
                 self.proxies[node] = proxy  # type: ignore[assignment]
                 return None

@@ -17,7 +17,7 @@ import trio
 from actors import Actor, ActorRef, Mailbox
 from orc.core.messages import AttachProxy, Join, ListNodes, NodeSilent, Reply
 from orc.core.model import NodeInfo
-from orc.nodes.remote import MoveTo, Resync, Seen
+from orc.nodes.base import MoveTo, Resync, Seen
 
 log = logging.getLogger("orc.monitor")
 

@@ -1,8 +1,10 @@
 """The Worker actor: runs tasks through its drivers and reports every start and exit.
 
-Updates go to `updates` (the node's WorkerProxy), which carries them to the manager. Each
-running task has a watcher task in the worker's nursery; stopping happens in the background
-too, so a slow stop never holds up the mailbox.
+Orders arrive in batches (`Orders`, from the node's proxy or the worker's own HTTP routes)
+and are carried out in order, each with its `OrderResult`. Updates go to `updates` (the
+node's WorkerProxy in one process, the worker's own log otherwise), which carries them to
+the manager. Each running task has a watcher task in the worker's nursery; stopping happens in
+the background too, so a slow stop never holds up the mailbox.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from orc.core.messages import (
     Disown,
     GetLogs,
     ListWorkerTasks,
+    Order,
+    OrderResult,
+    OrderResults,
+    Orders,
     Ping,
     Reconcile,
     RunTask,
@@ -27,7 +33,7 @@ from orc.core.messages import (
     StopTask,
 )
 from orc.core.model import NodeInfo, State, Task
-from orc.drivers.base import Driver, DriverUnavailable, Exit, LaunchError
+from orc.drivers.base import Driver, DriverUnavailable, Exit, Handle, LaunchError
 
 log = logging.getLogger("orc.worker")
 
@@ -39,18 +45,18 @@ class Entry:
     """One task as this worker knows it."""
 
     task: Task
-    handle: object | None = None
+    handle: Handle | None = None
     done: trio.Event = field(default_factory=trio.Event)
     shutting_down: bool = False
     stop_wanted: bool = False
 
 
-class Worker(Actor):
+class Worker(Actor[object]):
     def __init__(
         self,
         node: NodeInfo,
         drivers: dict[str, Driver],
-        updates: ActorRef,
+        updates: ActorRef[object],
         now: Callable[[], str],
     ) -> None:
         self.node = node
@@ -60,28 +66,19 @@ class Worker(Actor):
         self.tasks: dict[str, Entry] = {}
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, mailbox: Mailbox) -> None:
+    async def run(self, mailbox: Mailbox[object]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for driver in self.drivers.values():
-                keep_spares = getattr(driver, "keep_spares", None)
-                if keep_spares is not None:
-                    nursery.start_soon(keep_spares)  # launch-time work done ahead
+                nursery.start_soon(driver.prepare)  # launch-time work done ahead
             await self._adopt_survivors()
             await super().run(mailbox)
             nursery.cancel_scope.cancel()
 
     async def handle(self, message: object) -> object:
         match message:
-            case RunTask(task):
-                await self._run(task)
-            case StopTask(task_id):
-                return self._stop(task_id)
-            case Reconcile(tasks, exclusive):
-                for task in tasks:
-                    await self._reconcile(task)
-                if exclusive:
-                    self._stop_others({task.id for task in tasks})
+            case Orders(orders):
+                return OrderResults(tuple([await self._carry_out(order) for order in orders]))
             case ListWorkerTasks():
                 return [e.task for e in self.tasks.values()]
             case GetLogs(task_id, driver):
@@ -95,6 +92,22 @@ class Worker(Actor):
             case _:
                 raise TypeError(f"worker {self.node.name}: unexpected message {message!r}")
         return None
+
+    async def _carry_out(self, order: Order) -> OrderResult:
+        match order:
+            case RunTask(task):
+                await self._run(task)
+                return OrderResult(201)
+            case StopTask(task_id):
+                if self._stop(task_id) is None:
+                    return OrderResult(404, f"no task with ID {task_id} on this worker")
+                return OrderResult(204)
+            case Reconcile(tasks, exclusive):
+                for task in tasks:
+                    await self._reconcile(task)
+                if exclusive:
+                    self._stop_others({task.id for task in tasks})
+                return OrderResult(200)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -124,37 +137,38 @@ class Worker(Actor):
         if entry.stop_wanted:
             self._stop(entry.task.id)
 
-    async def _running(self, entry: Entry, handle: object) -> None:
+    async def _running(self, entry: Entry, handle: Handle) -> None:
         at = self.now()
         entry.handle = handle
-        host_ports = getattr(handle, "host_ports", None)
         entry.task = msgspec.structs.replace(
             entry.task,
             state=State.RUNNING,
             starts_at=at,
-            container_id=getattr(handle, "container_id", ""),
-            host_ports=host_ports,
+            container_id=handle.container_id,
+            host_ports=handle.host_ports,
         )
         await self.updates.tell(
             TaskStarted(
                 at=at,
                 task_id=entry.task.id,
                 node=self.node.name,
-                container_id=entry.task.container_id,
-                host_ports=host_ports,
+                container_id=handle.container_id,
+                host_ports=handle.host_ports,
             )
         )
         assert self._nursery is not None
         self._nursery.start_soon(self._watch, entry)
 
     async def _watch(self, entry: Entry) -> None:
+        assert entry.handle is not None
         driver = self.drivers[entry.task.driver]
         result = await driver.wait(entry.handle)
         await self._finish(entry, result)
 
     async def _finish(self, entry: Entry, result: Exit) -> None:
         at = self.now()
-        stopped = bool(getattr(entry.handle, "stop_requested", False)) and not entry.shutting_down
+        requested = entry.handle is not None and entry.handle.stop_requested
+        stopped = requested and not entry.shutting_down
         if entry.shutting_down:
             error = "stopped because orc shut down"
         else:

@@ -133,7 +133,7 @@ def _submit(task: Task, state: int = 2) -> Submit:
 
 
 def test_submit_records_a_pending_task_and_ignores_client_owned_fields() -> None:
-    events, reply = decide.submit(ClusterState(), _submit(_task(state=State.RUNNING, node="x")))
+    events, reply, _ = decide.submit(ClusterState(), _submit(_task(state=State.RUNNING, node="x")))
     assert reply is not None and reply.status == 201
     [event] = events
     assert isinstance(event, TaskSubmitted)
@@ -144,75 +144,77 @@ def test_submit_records_a_pending_task_and_ignores_client_owned_fields() -> None
 
 def test_submit_same_spec_is_idempotent_other_spec_conflicts() -> None:
     state = _running_state()
-    events, reply = decide.submit(state, _submit(_task()))
+    events, reply, _ = decide.submit(state, _submit(_task()))
     assert events == [] and reply is not None and reply.status == 200
     assert reply.event is not None and reply.event.task is not None
     assert reply.event.task.state == State.RUNNING
-    events, reply = decide.submit(state, _submit(_task(cmd=["false"])))
+    events, reply, _ = decide.submit(state, _submit(_task(cmd=["false"])))
     assert events == [] and reply is not None and reply.status == 409
     assert ID in reply.message
 
 
 def test_submit_with_state_3_is_a_stop() -> None:
-    events, reply = decide.submit(_running_state(), _submit(_task(), state=3))
+    events, reply, _ = decide.submit(_running_state(), _submit(_task(), state=3))
     assert [type(e) for e in events] == [TaskStopRequested]
     assert reply is not None and reply.status == 204
 
 
 def test_stop_unknown_is_404_and_stop_twice_logs_once() -> None:
-    _, reply = decide.stop(ClusterState(), Stop(ID, T0))
+    _, reply, _ = decide.stop(ClusterState(), Stop(ID, T0))
     assert reply is not None and reply.status == 404
     state = _running_state()
-    events, _ = decide.stop(state, Stop(ID, T0))
+    events = decide.stop(state, Stop(ID, T0)).events
     for event in events:
         apply(state, event)
-    again, reply = decide.stop(state, Stop(ID, T0))
+    again, reply, _ = decide.stop(state, Stop(ID, T0))
     assert again == [] and reply is not None and reply.status == 204
 
 
 def test_updates_from_the_wrong_node_or_for_unknown_tasks_are_ignored() -> None:
     state = _running_state()
-    assert decide.exited(state, TaskExited(at=T1, task_id=ID, node="w2", exit_code=0))[0] == []
+    assert decide.exited(state, TaskExited(at=T1, task_id=ID, node="w2", exit_code=0)).events == []
     other = "00000000-0000-0000-0000-000000000000"
-    assert decide.started(state, TaskStarted(at=T1, task_id=other, node="w1"))[0] == []
+    assert decide.started(state, TaskStarted(at=T1, task_id=other, node="w1")).events == []
     # A duplicate start is not applied twice.
-    assert decide.started(state, TaskStarted(at=T1, task_id=ID, node="w1"))[0] == []
+    assert decide.started(state, TaskStarted(at=T1, task_id=ID, node="w1")).events == []
 
 
 def test_exit_after_stop_request_is_marked_stopped() -> None:
     state = _running_state()
     apply(state, TaskStopRequested(at=T1, task_id=ID))
-    [event], _ = decide.exited(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=143))
+    [event] = decide.exited(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=143)).events
     assert isinstance(event, TaskExited) and event.stopped
 
 
 def test_lost_task_fails_but_a_stopped_one_completes() -> None:
     state = _running_state()
-    [event], _ = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone"))
+    [event] = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone")).events
     assert isinstance(event, TaskFailed)
     apply(state, TaskStopRequested(at=T1, task_id=ID))
-    [event], _ = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone"))
+    [event] = decide.lost(state, TaskLost(at=T1, task_id=ID, node="w1", error="lost: gone")).events
     assert isinstance(event, TaskExited) and event.stopped
 
 
 def test_place_only_pending_tasks_on_known_nodes_and_reasons_only_once() -> None:
     state = replay([NodeJoined(at=T0, node=NODE), TaskSubmitted(at=T0, task=_task())])
-    assert decide.place(state, Place(ID, "nope", "", T1))[0] == []
-    [event], _ = decide.place(state, Place(ID, "", "no nodes", T1))
+    assert decide.place(state, Place(ID, "nope", "", T1)) == decide.nothing(
+        decide.Note(f"scheduler placed task {ID} on unknown node nope", "warning")
+    )
+    [event] = decide.place(state, Place(ID, "", "no nodes", T1)).events
     apply(state, event)
-    assert decide.place(state, Place(ID, "", "no nodes", T1))[0] == []
-    [event], _ = decide.place(state, Place(ID, "w1", "", T1))
+    assert decide.place(state, Place(ID, "", "no nodes", T1)).events == []
+    [event] = decide.place(state, Place(ID, "w1", "", T1)).events
     assert isinstance(event, TaskScheduled)
     apply(state, event)
     assert state.tasks[ID].error == ""
-    assert decide.place(state, Place(ID, "w1", "", T1))[0] == []
+    assert decide.place(state, Place(ID, "w1", "", T1)).events == []
 
 
 def test_join_logs_only_changes() -> None:
     state = ClusterState()
-    [event], _ = decide.join(state, Join(NODE, T0))
+    [event] = decide.join(state, Join(NODE, T0)).events
     apply(state, event)
-    assert decide.join(state, Join(NODE, T0))[0] == []
+    assert decide.join(state, Join(NODE, T0)).events == []
 
 
 # -- placement --------------------------------------------------------------------------------

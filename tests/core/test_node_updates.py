@@ -3,13 +3,12 @@ going down and coming back, what GET /nodes shows."""
 
 from __future__ import annotations
 
-import logging
-
 import msgspec
 import pytest
 
-from orc.core import decide, restarting
+from orc.core import decide
 from orc.core.events import (
+    AnyEvent,
     NodeDown,
     NodeJoined,
     TaskExited,
@@ -53,53 +52,44 @@ def _cluster(policy: str = "") -> ClusterState:
     )
 
 
-def _apply_all(state: ClusterState, decision: decide.Decision) -> list:
-    events, _ = decision
-    for event in events:
+def _apply_all(state: ClusterState, decision: decide.Decision) -> list[AnyEvent]:
+    for event in decision.events:
         apply(state, event)
-    return events
+    return decision.events
 
 
-def test_worker_seq_is_recorded_and_a_repeat_or_a_step_back_is_ignored(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def _ignored(decision: decide.Decision) -> str:
+    """What the manager would log about a decision that must log no event and give no reply."""
+    assert (decision.events, decision.reply) == ([], None)
+    return "\n".join(note.text for note in decision.notes)
+
+
+def test_worker_seq_is_recorded_and_a_repeat_or_a_step_back_is_ignored() -> None:
     state = _cluster()
     assert state.node_seqs == {"w1": 1}
     start_b = TaskStarted(at=T1, task_id=B, node="w1", worker_seq=2)
     _apply_all(state, decide.started(state, start_b))
     assert state.node_seqs == {"w1": 2}
     before = encode_state(state)
-    caplog.set_level(logging.INFO, "orc.manager")
     # The same update again (a reconnect), and an older one (a seq going backwards).
-    assert decide.started(state, start_b) == ([], None)
+    assert "worker seq 2, and 2 was applied already" in _ignored(decide.started(state, start_b))
     exit_a = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=1)
-    assert decide.exited(state, exit_a) == ([], None)
+    assert "worker seq 1, and 2 was applied already" in _ignored(decide.exited(state, exit_a))
     assert encode_state(state) == before
-    assert "worker seq 2, and 2 was applied already" in caplog.text
-    assert "worker seq 1, and 2 was applied already" in caplog.text
     # In one process updates carry no seq (0) and are applied by state alone.
     _apply_all(state, decide.exited(state, msgspec.structs.replace(exit_a, worker_seq=0)))
     assert state.tasks[A].state == State.COMPLETED and state.node_seqs == {"w1": 2}
 
 
-def test_update_for_an_unknown_task_is_ignored_with_a_log_line(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_update_for_an_unknown_task_is_ignored_with_a_log_line() -> None:
     state = _cluster()
     before = encode_state(state)
-    caplog.set_level(logging.INFO, "orc.manager")
     ghost = "00000000-0000-4000-8000-0000000000ff"
-    assert decide.exited(state, TaskExited(at=T1, task_id=ghost, node="w1", worker_seq=5)) == (
-        [],
-        None,
-    )
-    assert decide.started(state, TaskStarted(at=T1, task_id=A, node="w2", worker_seq=1)) == (
-        [],
-        None,
-    )
+    said = _ignored(decide.exited(state, TaskExited(at=T1, task_id=ghost, node="w1", worker_seq=5)))
+    assert f"unknown task {ghost} from node w1" in said
+    said = _ignored(decide.started(state, TaskStarted(at=T1, task_id=A, node="w2", worker_seq=1)))
+    assert "it is placed on 'w1'" in said
     assert encode_state(state) == before
-    assert f"unknown task {ghost} from node w1" in caplog.text
-    assert "it is placed on 'w1'" in caplog.text
 
 
 def test_lost_task_logs_the_worker_update_then_fails() -> None:
@@ -108,7 +98,7 @@ def test_lost_task_logs_the_worker_update_then_fails() -> None:
     marker, failed = _apply_all(state, decide.lost(state, lost))
     assert marker == lost and isinstance(failed, TaskFailed)
     assert state.tasks[A].state == State.FAILED and state.node_seqs["w1"] == 2
-    assert decide.lost(state, lost) == ([], None)
+    assert "worker seq 2, and 2 was applied already" in _ignored(decide.lost(state, lost))
 
 
 def test_silent_node_goes_down_and_its_tasks_fail_naming_it() -> None:
@@ -123,24 +113,25 @@ def test_silent_node_goes_down_and_its_tasks_fail_naming_it() -> None:
     assert state.down == {"w1": reason}
     assert [n.name for n in state.up_nodes()] == ["w2"]
     # Once is enough; an unknown node is no node.
-    assert decide.node_down(state, NodeSilent("w1", reason, T1)) == ([], None)
-    assert decide.node_down(state, NodeSilent("w9", reason, T1)) == ([], None)
+    assert _ignored(decide.node_down(state, NodeSilent("w1", reason, T1))) == ""
+    assert _ignored(decide.node_down(state, NodeSilent("w9", reason, T1))) == ""
     # Nothing is placed on a down node.
     pending = _task("00000000-0000-4000-8000-00000000000c")
     apply(state, TaskSubmitted(at=T1, task=pending))
-    assert decide.place(state, Place(pending.id, "w1", "", T1)) == ([], None)
+    assert "on node w1: it is down" in _ignored(
+        decide.place(state, Place(pending.id, "w1", "", T1))
+    )
     # It comes back with the same NodeInfo: that is a join again.
     [joined] = _apply_all(state, decide.join(state, Join(W1, T1)))
     assert isinstance(joined, NodeJoined) and state.down == {}
-    assert decide.join(state, Join(W1, T1)) == ([], None)
+    assert _ignored(decide.join(state, Join(W1, T1))) == ""
 
 
 @pytest.mark.parametrize("policy, again", [("", False), ("no", False), ("always", True)])
 def test_task_of_a_lost_node_restarts_only_when_its_policy_allows(policy: str, again: bool) -> None:
-    """Node loss is a failure like any other: the restart policy decides (orc/restarting.py)."""
+    """Node loss is a failure like any other: the restart policy decides (`decide.review`)."""
     state = _cluster(policy)
-    lost, _ = decide.node_down(state, NodeSilent("w1", "gone", T1))
-    _apply_all(state, (restarting.review(state, lost), None))
+    _apply_all(state, decide.review(state, decide.node_down(state, NodeSilent("w1", "gone", T1))))
     task = state.tasks[A]
     if again:
         assert task.state == State.SCHEDULED and state.waiting(A)
@@ -148,10 +139,15 @@ def test_task_of_a_lost_node_restarts_only_when_its_policy_allows(policy: str, a
     else:
         assert task.state == State.FAILED and task.error.startswith("node w1 lost:")
     # The scheduler cannot place it again behind the policy's back.
-    assert decide.place(state, Place(A, "w2", "", T1)) == ([], None)
+    assert _ignored(decide.place(state, Place(A, "w2", "", T1))) == ""
     # The old worker's late exit report no longer touches it.
     late = TaskExited(at=T1, task_id=A, node="w1", exit_code=0, worker_seq=9)
-    assert restarting.review(state, decide.exited(state, late)[0]) == []
+    reviewed = decide.review(state, decide.exited(state, late))
+    assert reviewed.events == []
+    if again:
+        assert [n.text for n in reviewed.notes] == [
+            f"ignoring TaskExited for task {A}: it waits to restart"
+        ]
 
 
 def test_node_views_and_snapshots_keep_seqs_and_down_nodes() -> None:

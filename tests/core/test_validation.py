@@ -6,13 +6,14 @@ import json
 
 import pytest
 
+from orc.core.model import TaskEvent
 from orc.core.validation import Invalid, check_task_event, decode_task_event
 
 ID = "266592cd-960d-4091-981c-8c25c44b1018"
 NEW = "11111111-2222-3333-4444-555555555555"
 
 
-def _check(body: object) -> object:
+def _check(body: object) -> TaskEvent:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return check_task_event(decode_task_event(raw), NEW)
 
@@ -30,12 +31,14 @@ def test_the_seed_request_is_accepted_as_a_docker_task() -> None:
             },
         }
     )
+    assert event.task is not None
     assert event.task.driver == "docker"
     assert event.task.id == ID
 
 
 def test_process_task_and_generated_id() -> None:
     event = _check({"State": 2, "Task": {"Cmd": ["sleep", "1"], "Env": ["A=1"]}})
+    assert event.task is not None
     assert event.task.driver == "process"
     assert event.task.id == NEW
     assert event.id == NEW

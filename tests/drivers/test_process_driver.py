@@ -1,5 +1,5 @@
 """The process driver's spare working directories: a launch takes one when it can, and a
-working directory behaves the same whichever way it was made."""
+working directory behaves the same whichever way it was made. Its handles are typed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import LaunchError
-from orc.drivers.process import SPARES, ProcessDriver
+from orc.drivers.base import Exit, Handle, LaunchError
+from orc.drivers.docker import DockerHandle
+from orc.drivers.process import SPARES, ProcessDriver, ProcessHandle
 
 
 def _task(cmd: list[str]) -> Task:
@@ -119,3 +120,26 @@ async def test_spares_the_disk_refuses_leave_launches_working(
         await driver.wait(await driver.start(_task(["true"])))  # wakes keep_spares
         assert len(await _spares_ready(tmp_path)) == SPARES
         nursery.cancel_scope.cancel()
+
+
+async def test_handles_are_typed_and_a_driver_refuses_another_drivers(tmp_path: Path) -> None:
+    driver = ProcessDriver(tmp_path, stop_grace=1)
+    task = _task(["sleep", "30"])
+    handle = await driver.start(task)
+    assert isinstance(handle, ProcessHandle) and isinstance(handle, Handle)
+    assert (handle.task_id, handle.container_id, handle.host_ports) == (task.id, "", None)
+    assert not handle.stop_requested and not handle.exited.is_set()
+    foreign = DockerHandle(task.id, "c0ffee", None)
+    with pytest.raises(TypeError, match="expected a ProcessHandle, got <DockerHandle of task"):
+        await driver.stop(foreign)
+    ended: list[Exit] = []
+
+    async def wait() -> None:
+        ended.append(await driver.wait(handle))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await driver.stop(handle)
+    assert handle.stop_requested and handle.exited.is_set()
+    assert ended == [Exit(143, "killed by SIGTERM")]
+    assert await driver.find(task.id) == ended[0]  # what a restarted worker would learn

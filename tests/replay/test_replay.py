@@ -25,6 +25,7 @@ from orc.core.events import (
     TaskStopRequested,
     TaskSubmitted,
     TaskUnplaced,
+    to_wire,
 )
 from orc.core.model import NodeInfo, State, Task
 from orc.core.state import ClusterState
@@ -217,10 +218,10 @@ async def test_check_lists_planted_violations(
     assert "illegal-transition: illegal transition Completed -> Scheduled" in out
     assert "wrong-node: exited on node 'worker-9' but placed on 'worker-1'" in out
     assert "unknown-task: event for task no-such-task" in out
-    # each offending record is printed in full, as JSON, under its line
-    assert json.loads(lines[lines.index(next(x for x in lines if x.startswith("seq 23"))) + 1]) == (
-        msgspec.to_builtins(planted[3])
-    )
+    # each offending record is printed in full, as JSON, under its line, as the wire shows it
+    printed = json.loads(lines[lines.index(next(x for x in lines if x.startswith("seq 23"))) + 1])
+    assert printed == msgspec.to_builtins(to_wire(planted[3]))
+    assert printed == {"Type": "TaskFailed", "TaskID": "no-such-task", "Error": "lost", "At": t(93)}
     assert lines[-1] == "5 records broke the rules, in 25 events"
 
     status, out, _ = run(capsys, str(tmp_path), "--check", "--json")

@@ -10,7 +10,7 @@ import trio.testing
 from actors import Actor, ActorRef, Supervisor
 from orc.core.messages import AttachProxy, Join, ListNodes, NodeSilent
 from orc.core.model import NodeInfo
-from orc.nodes.remote import Resync, Seen
+from orc.nodes.base import Resync, Seen
 from orc.shell.monitor import Heartbeats, NodeMonitor, Register
 
 TTL = 10.0

@@ -1,5 +1,6 @@
-"""Forgetting ended tasks: `decide.purge`, `TaskPurged` in `apply` and replay, the Reaper's
-timer, and a running cluster that purges what ended ORC_TASK_RETENTION ago."""
+"""Forgetting ended tasks in the shell and in replay: the Reaper's timer, `orc replay --check` on
+purges, and a running cluster that purges what ended ORC_TASK_RETENTION ago (the pure decision is
+tested in tests/core/test_retention.py)."""
 
 from __future__ import annotations
 
@@ -12,132 +13,22 @@ import trio
 from actors import Supervisor
 from eventlog.reader import read_log
 from orc import config
-from orc.core import decide
 from orc.core.events import (
     AnyEvent,
     NodeJoined,
     TaskExited,
     TaskPurged,
-    TaskRestarted,
-    TaskRestarting,
-    TaskScheduled,
-    TaskStarted,
-    TaskSubmitted,
 )
 from orc.core.messages import Purge
-from orc.core.model import NodeInfo, State, Task
-from orc.core.state import ClusterState
-from orc.core.state import replay as fold
+from orc.core.model import NodeInfo, State
 from orc.core.times import later
 from orc.replay import story as replay
 from orc.shell.reaper import Reaper, interval_for
 from tests.conftest import make_settings, running_cluster, wait_for_state
+from tests.core.test_retention import _life
 
 T0 = "2026-11-28T10:00:00+00:00"
 NODE = NodeInfo(name="w1", address="127.0.0.1:1", drivers=("process",))
-
-
-def _life(task_id: str, ended: str | None, exit_code: int = 0) -> list[AnyEvent]:
-    """Submitted at T0, running from T0 + 1 s; ended at `ended` unless it is None."""
-    events: list[AnyEvent] = [
-        TaskSubmitted(at=T0, task=Task(id=task_id, cmd=["true"], created_at=T0, updated_at=T0)),
-        TaskScheduled(at=T0, task_id=task_id, node="w1"),
-        TaskStarted(at=later(T0, 1), task_id=task_id, node="w1"),
-    ]
-    if ended is not None:
-        events.append(TaskExited(at=ended, task_id=task_id, node="w1", exit_code=exit_code))
-    return events
-
-
-def _state() -> ClusterState:
-    """old: ended at T0 + 10 s; failed: failed at T0 + 20 s; recent: ended at T0 + 100 s;
-    running: still runs."""
-    return fold(
-        [
-            NodeJoined(at=T0, node=NODE),
-            *_life("old", later(T0, 10)),
-            *_life("failed", later(T0, 20), exit_code=1),
-            *_life("recent", later(T0, 100)),
-            *_life("running", None),
-        ]
-    )
-
-
-def test_purge_forgets_only_what_ended_before_the_retention() -> None:
-    state = _state()
-    events, reply = decide.purge(state, Purge(now=later(T0, 110), retention=90))
-    assert reply is None
-    assert [e.task_id for e in events] == ["old", "failed"]  # type: ignore[attr-defined]
-    assert all(isinstance(e, TaskPurged) and "1.5min" in e.reason for e in events)
-    fold(events, state)
-    assert set(state.tasks) == {"recent", "running"}
-    # a minute later, `recent` is old enough too; a running task never is
-    events, _ = decide.purge(state, Purge(now=later(T0, 250), retention=90))
-    assert [e.task_id for e in events] == ["recent"]  # type: ignore[attr-defined]
-
-
-def test_a_task_waiting_to_restart_is_kept() -> None:
-    state = _state()
-    restarting = TaskRestarting(
-        at=later(T0, 30),
-        task_id="running",
-        node="w1",
-        reason="exit 1",
-        restart_count=1,
-        streak=1,
-        delay=1000,
-        not_before=later(T0, 1030),
-    )
-    fold([restarting], state)
-    assert state.tasks["running"].state == State.SCHEDULED
-    events, _ = decide.purge(state, Purge(now=later(T0, 999), retention=1))
-    assert "running" not in {e.task_id for e in events}  # type: ignore[attr-defined]
-
-
-def test_a_task_restarted_before_and_ended_since_is_forgotten() -> None:
-    """Its restart streak stays in the state after it ends; that must not keep it forever."""
-    state = _state()
-    restarting = TaskRestarting(
-        at=later(T0, 30),
-        task_id="running",
-        node="w1",
-        reason="exit 1",
-        restart_count=1,
-        streak=1,
-        delay=1,
-        not_before=later(T0, 31),
-    )
-    second_run: list[AnyEvent] = [
-        restarting,
-        TaskRestarted(at=later(T0, 31), task_id="running", node="w1"),
-        TaskStarted(at=later(T0, 32), task_id="running", node="w1"),
-        TaskExited(at=later(T0, 40), task_id="running", node="w1", exit_code=0),
-    ]
-    fold(second_run, state)
-    assert state.tasks["running"].state == State.COMPLETED and "running" in state.restarts
-    events, _ = decide.purge(state, Purge(now=later(T0, 500), retention=90))
-    assert "running" in {e.task_id for e in events}  # type: ignore[attr-defined]
-    # and `orc replay --check` takes that purge as legal
-    purge = [e for e in events if e.task_id == "running"]  # type: ignore[attr-defined]
-    log = [NodeJoined(at=T0, node=NODE), *_life("running", None), *second_run, *purge]
-    assert replay.check(list(enumerate(log, 1))).violations == []
-    fold(events, state)
-    assert "running" not in state.tasks and "running" not in state.restarts
-
-
-def test_purge_takes_a_bounded_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decide, "PURGE_BATCH", 1)
-    events, _ = decide.purge(_state(), Purge(now=later(T0, 110), retention=90))
-    assert [e.task_id for e in events] == ["old"]  # type: ignore[attr-defined]
-
-
-def test_apply_forgets_every_trace_of_a_purged_task() -> None:
-    state = _state()
-    state.stop_requested.add("old")
-    state.unhealthy["old"] = "probe failed"
-    fold([TaskPurged(at=later(T0, 200), task_id="old", reason="r")], state)
-    assert "old" not in state.tasks
-    assert "old" not in state.stop_requested and "old" not in state.unhealthy
 
 
 def test_replay_check_flags_a_purge_of_a_running_task_and_events_after_a_purge() -> None:
