@@ -42,6 +42,9 @@ DEFAULTS: dict[str, str] = {
     "ORC_WORKERS": "",
     "ORC_TOKEN": "",
     "ORC_WORKER_NAME": "",
+    "ORC_MAX_TASKS": "1000000",
+    "ORC_MAX_PENDING": "10000",
+    "ORC_MAX_STREAMS": "64",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -91,6 +94,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: tuple[str, ...] = ()
     token: str = ""
     worker_name: str = ""
+    # load limits (docs/operations.md): tasks the manager holds at most, tasks waiting to be
+    # placed at most (more submissions get 503 / 429 with Retry-After), and concurrent
+    # streams (`GET /events`) per node
+    max_tasks: int = 1_000_000
+    max_pending: int = 10_000
+    max_streams: int = 64
 
 
 class ConfigError(ValueError):
@@ -170,6 +179,9 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         workers=_workers(merged["ORC_WORKERS"]),
         token=merged["ORC_TOKEN"],
         worker_name=merged["ORC_WORKER_NAME"].strip(),
+        max_tasks=_at_least("ORC_MAX_TASKS", int(number("ORC_MAX_TASKS", int)), 1),
+        max_pending=_at_least("ORC_MAX_PENDING", int(number("ORC_MAX_PENDING", int)), 1),
+        max_streams=_at_least("ORC_MAX_STREAMS", int(number("ORC_MAX_STREAMS", int)), 1),
     )
 
 

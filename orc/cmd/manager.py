@@ -32,6 +32,7 @@ from orc.cmd.lifecycle import (
     supervisor,
 )
 from orc.config import Settings
+from orc.core import decide
 from orc.core.events import AnyEvent
 from orc.core.messages import Hold, Ping, Reply
 from orc.core.model import NodeInfo
@@ -97,6 +98,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
             restarts=restarts,
             restarter=refs["restarter"],
             health=refs["health"],
+            limits=decide.Limits(settings.max_tasks, settings.max_pending),
         ),
         mailbox_size=MAILBOX,
     )
@@ -136,7 +138,7 @@ def manager_http_app(
 ) -> QuartTrio:
     """The manager's whole HTTP API, in one process or on its own."""
     app = manager_app(actors.manager, settings.max_body, workers)
-    add_event_stream(app, actors.log)
+    add_event_stream(app, actors.log, max_streams=settings.max_streams)
     add_manager_node_routes(app, actors.manager, monitor)
     add_history_route(app, actors.manager, Path(actors.log.directory))
     require_token(app, settings.token)

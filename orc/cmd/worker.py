@@ -172,7 +172,8 @@ async def run_worker(
 
     async def start(nursery: trio.Nursery, serve: Serve) -> None:
         app = worker_app(worker, settings.data_dir, settings.max_body)
-        add_event_stream(app, updates_log, heartbeat=settings.node_ttl / 3)
+        every = settings.node_ttl / 3
+        add_event_stream(app, updates_log, heartbeat=every, max_streams=settings.max_streams)
         add_worker_node_routes(app, lambda: current[0])
         require_token(app, settings.token)
         await serve(app, host, port)

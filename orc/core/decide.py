@@ -90,9 +90,28 @@ def nothing(*notes: Note) -> Decision:
     return Decision([], None, notes)
 
 
-def submit(state: ClusterState, cmd: Submit) -> Decision:
+class Limits(NamedTuple):
+    """How much the manager takes on before it says no: tasks held (every task it knows, until
+    ended ones are forgotten), and tasks waiting to be placed."""
+
+    max_tasks: int = 1_000_000
+    max_pending: int = 10_000
+
+
+NO_LIMITS = Limits(max_tasks=2**62, max_pending=2**62)
+PENDING_RETRY = 1.0  # seconds: placements drain the queue quickly
+HELD_RETRY = 60.0  # seconds: held tasks go only as ended ones are forgotten
+
+
+def submit(
+    state: ClusterState, cmd: Submit, limits: Limits = NO_LIMITS, pending: int = 0
+) -> Decision:
+    """A new task is recorded Pending; the same one again is answered as it is now; one that
+    would take the manager past its limits is refused (`pending`: tasks waiting to be placed,
+    as the manager counts them)."""
     event = cmd.event
-    assert event.task is not None
+    if event.task is None:
+        return Decision([], Reply(400, message="Object missing required field Task - at $"))
     if event.state == State.COMPLETED:
         return stop(state, Stop(event.task.id, cmd.now))
     existing = state.tasks.get(event.task.id)
@@ -105,6 +124,26 @@ def submit(state: ClusterState, cmd: Submit) -> Decision:
                 409,
                 message=f"task {existing.id} already exists with a different spec;"
                 " use a new ID, or DELETE the old task first",
+            ),
+        )
+    if len(state.tasks) >= limits.max_tasks:
+        return Decision(
+            [],
+            Reply(
+                503,
+                message=f"orc holds {len(state.tasks)} tasks, its limit (ORC_MAX_TASKS);"
+                " ended tasks are forgotten after ORC_TASK_RETENTION: retry later",
+                retry_after=HELD_RETRY,
+            ),
+        )
+    if pending >= limits.max_pending:
+        return Decision(
+            [],
+            Reply(
+                429,
+                message=f"{pending} tasks already wait to be placed, the limit"
+                " (ORC_MAX_PENDING): retry shortly",
+                retry_after=PENDING_RETRY,
             ),
         )
     task = msgspec.structs.replace(

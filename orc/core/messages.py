@@ -92,6 +92,8 @@ class Reply(msgspec.Struct, frozen=True):
     task: Task | None = None
     event: TaskEvent | None = None
     message: str = ""
+    # seconds a refused client should wait before it tries again (429, 503): `Retry-After`
+    retry_after: float = 0.0
 
 
 # -- to the scheduler -------------------------------------------------------------------------

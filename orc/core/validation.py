@@ -1,13 +1,15 @@
 """Turn a request body into a checked TaskEvent (or a worker's orders), or say exactly what is
 wrong with it.
 
-Decoding errors keep msgspec's path (`Expected int, got str - at $.Task.Memory`); the checks
-msgspec cannot express name their field in the same style.
+The bounds of every field are msgspec types in `orc.core.spec`, so decoding refuses an
+out-of-bounds value and names it (`Task.CPU: must be a finite number between 0 and 1024`); a
+value of the wrong type keeps msgspec's words and path (`Expected int, got str - at
+$.Task.Memory`). What msgspec cannot express (IDs as UUIDs, which driver runs the task) is
+checked here, and named in the same style.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import TypeVar
 
@@ -15,18 +17,11 @@ import msgspec
 
 from orc.core.messages import Order, Orders, Reconcile, RunTask, StopTask
 from orc.core.model import State, Task, TaskEvent
-from orc.core.restarts import POLICIES
+from orc.core.spec import TaskEventBody, explain, spec_problem, to_task
 
 DRIVERS = ("docker", "process")
-RESTART_POLICIES = ("", *POLICIES)  # "" is the seed's default: `no`
-_PORT = re.compile(r"^\d{1,5}(/(tcp|udp|sctp))?$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=", re.ASCII)
-_IMAGE = re.compile(
-    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
-)
 
-_decoder = msgspec.json.Decoder(TaskEvent)
+_decoder = msgspec.json.Decoder(TaskEventBody)
 T = TypeVar("T")
 
 
@@ -35,17 +30,27 @@ class Invalid(ValueError):
 
 
 def decode_task_event(body: bytes) -> TaskEvent:
-    return decode_json(body, _decoder, "a JSON TaskEvent with a Task")
+    """The body of `POST /tasks`, within the bounds of `orc.core.spec`, as the core's
+    TaskEvent; fields orc owns are dropped unread."""
+    checked = decode_json(body, _decoder, "a JSON TaskEvent with a Task")
+    requested = checked.requested_at
+    return TaskEvent(
+        id=checked.id,
+        state=checked.state,
+        requested_at=requested.isoformat() if requested is not None else None,
+        task=to_task(checked.task) if checked.task is not None else None,
+    )
 
 
 def decode_json(body: bytes, decoder: msgspec.json.Decoder[T], wanted: str) -> T:
-    """A request body decoded, or Invalid saying where and why (msgspec's path)."""
+    """A request body decoded, or Invalid saying where and why (msgspec's path, or the
+    bound's own words)."""
     if not body.strip():
         raise Invalid(f"request body is empty: send {wanted}")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise Invalid(_backticks_off(str(exc))) from None
+        raise Invalid(explain(str(exc), decoder.type)) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"malformed JSON: {_backticks_off(str(exc))}") from None
 
@@ -59,11 +64,6 @@ def _check_uuid(value: str, where: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise Invalid(f"Expected a UUID, got {value!r} - at {where}") from None
-
-
-def _check_port(port: str, where: str) -> None:
-    if not _PORT.match(port) or not 0 < int(port.split("/")[0]) < 65536:
-        raise Invalid(f"Expected a port like '80/tcp', got {port!r} - at {where}")
 
 
 def check_task_event(event: TaskEvent, new_id: str) -> TaskEvent:
@@ -112,34 +112,15 @@ def _checked_task(task: Task, at: str) -> Task:
 
 
 def check_task_spec(task: Task, at: str = "$.Task") -> Task:
-    """Check what a task asks for; returns it with `Driver` decided. `at` is where the task
-    is in the body, for the messages."""
-    for name in ("memory", "disk", "cpu"):
-        value = getattr(task, name)
-        if value < 0:
-            field = "CPU" if name == "cpu" else name.capitalize()
-            raise Invalid(f"Expected {field} >= 0, got {value} - at {at}.{field}")
-    if task.restart_policy not in RESTART_POLICIES:
-        allowed = ", ".join(repr(p) for p in RESTART_POLICIES)
-        raise Invalid(
-            f"Expected RestartPolicy one of {allowed}, got {task.restart_policy!r}"
-            f" - at {at}.RestartPolicy"
-        )
-    if task.image and not _IMAGE.match(task.image):
-        raise Invalid(
-            f"Expected an image reference like 'name:tag', got {task.image!r} - at {at}.Image"
-        )
+    """Check what a task asks for against the bounds of `orc.core.spec` (for a task that did
+    not come through `decode_task_event`: a worker's orders) and the rules between fields;
+    returns it with `Driver` decided. `at` is where the task is in the body, for the
+    messages."""
+    problem = spec_problem(task, at.removeprefix("$."))
+    if problem is not None:
+        raise Invalid(problem)
     if task.cmd is not None and not task.cmd and not task.image:
         raise Invalid(f"Expected a non-empty argv list, got [] - at {at}.Cmd")
-    for i, item in enumerate(task.env or ()):
-        if not _ENV.match(item):
-            raise Invalid(f"Expected 'NAME=value', got {item!r} - at {at}.Env[{i}]")
-    for port in task.exposed_ports or {}:
-        _check_port(port, f"{at}.ExposedPorts")
-    for port, host in (task.port_bindings or {}).items():
-        _check_port(port, f"{at}.PortBindings")
-        if host and not (host.isdigit() and 0 < int(host) < 65536):
-            raise Invalid(f"Expected a host port 1-65535, got {host!r} - at {at}.PortBindings")
     return msgspec.structs.replace(task, driver=_driver_for(task, at))
 
 

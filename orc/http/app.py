@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from orc.core.model import Task, TaskEvent, for_wire
 from orc.core.validation import Invalid, check_task_event, decode_task_event
 
 log = logging.getLogger("orc.http")
+DRAIN_SECONDS = 5.0  # how long a refused body may take to arrive (see `_discard_body`)
 _encoder = msgspec.json.Encoder()
 
 
@@ -52,7 +54,10 @@ def wire_event(event: TaskEvent) -> TaskEvent:
 
 def reply_response(reply: Reply) -> Response:
     if reply.status >= 400:
-        return error(reply.status, reply.message)
+        response = error(reply.status, reply.message)
+        if reply.retry_after:
+            response.headers["Retry-After"] = str(math.ceil(reply.retry_after))
+        return response
     if reply.status == 204:
         return no_content()
     if reply.event is not None:
@@ -110,12 +115,21 @@ def create_app(name: str, max_body: int) -> QuartTrio:
         allowed = getattr(exc, "valid_methods", None)
         if exc.code == 405 and allowed:
             response.headers["Allow"] = ", ".join(sorted(allowed))  # RFC 9110 15.5.6
+        if exc.code == 413:
+            response.headers["Connection"] = "close"
+        return response
+
+    @app.after_request
+    async def finish_reading(response: Response) -> Response:
+        await _discard_body()
         return response
 
     @app.errorhandler(ActorError)
     async def actor_error(exc: ActorError) -> Response:
         log.error("request %s %s failed: %s", request.method, request.path, exc)
-        return error(503, f"orc could not answer: {exc}; retry shortly")
+        response = error(503, f"orc could not answer: {exc}; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
@@ -123,6 +137,23 @@ def create_app(name: str, max_body: int) -> QuartTrio:
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     return app
+
+
+async def _discard_body(limit: float = DRAIN_SECONDS) -> None:
+    """Before any answer goes out, let the client finish sending its body (unread bodies are
+    dropped as they arrive).
+
+    quart-trio stops reading a request's body once its response is sent. An answer given
+    before the body was read (a 405, 404 or 401 from routing, a 413 for a body too large)
+    then leaves the rest of the body in the connection, and the client's next request on it
+    hangs behind those bytes. `Body._complete` is Quart's own end-of-body event (there is no
+    public one); a client that never finishes gets its answer after `limit` seconds anyway.
+    A body that was read, or a request without one, is complete already: this costs nothing.
+    """
+    complete = getattr(request.body, "_complete", None)
+    if complete is not None:
+        with trio.move_on_after(limit):
+            await complete.wait()
 
 
 def require_token(app: QuartTrio, token: str) -> QuartTrio:

@@ -50,10 +50,29 @@ def _task_of(event: object) -> str:
     return task_id if isinstance(task_id, str) else ""
 
 
-def add_event_stream(app: QuartTrio, log: EventLog, heartbeat: float = 5.0) -> None:
+STREAM_RETRY = 5  # seconds a refused stream should wait: streams end as clients go
+
+
+def add_event_stream(
+    app: QuartTrio, log: EventLog, heartbeat: float = 5.0, max_streams: int = 64
+) -> None:
+    """`max_streams` open at once at most (ORC_MAX_STREAMS): one more gets 503 with
+    Retry-After, so that a crowd of followers cannot take the node's memory and CPU."""
+    open_streams = [0]
+
     @app.get("/events")
     async def events() -> Response:
         after, types, task = _after(), _types(), request.args.get("task", "")
+        if open_streams[0] >= max_streams:
+            response = json_response(
+                {
+                    "message": f"{open_streams[0]} event streams are open, the limit"
+                    " (ORC_MAX_STREAMS): retry shortly"
+                },
+                503,
+            )
+            response.headers["Retry-After"] = str(STREAM_RETRY)
+            return response
         if after + 1 < log.first_seq:
             return json_response(
                 {
@@ -68,17 +87,21 @@ def add_event_stream(app: QuartTrio, log: EventLog, heartbeat: float = 5.0) -> N
             return json_response({"message": message, "LastSeq": log.last_seq}, 400)
 
         async def lines() -> AsyncIterator[bytes]:
-            async for item in log.follow(after + 1, heartbeat=heartbeat):
-                if item is None:
-                    yield b'{"Heartbeat":true,"Seq":%d}\n' % log.last_seq
-                    continue
-                seq, event = item
-                if types and type(event).__name__ not in types:
-                    continue
-                if task and _task_of(event) != task:
-                    continue
-                # the wire form: an object with `Type` (the log stores the event as an array)
-                yield _encoder.encode(StreamLine(seq, to_wire(event))) + b"\n"
+            open_streams[0] += 1
+            try:
+                async for item in log.follow(after + 1, heartbeat=heartbeat):
+                    if item is None:
+                        yield b'{"Heartbeat":true,"Seq":%d}\n' % log.last_seq
+                        continue
+                    seq, event = item
+                    if types and type(event).__name__ not in types:
+                        continue
+                    if task and _task_of(event) != task:
+                        continue
+                    # the wire form: an object with `Type` (the log stores it as an array)
+                    yield _encoder.encode(StreamLine(seq, to_wire(event))) + b"\n"
+            finally:
+                open_streams[0] -= 1
 
         response = Response(lines(), content_type="application/x-ndjson")
         response.timeout = None  # Quart's 60 s default would cut the stream

@@ -82,7 +82,6 @@ RETRY_DELAY = 0.5
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING}  # of a decision's notes
 
 _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
-    Submit: decide.submit,
     Stop: decide.stop,
     Place: decide.place,
     TaskStarted: decide.started,
@@ -114,6 +113,7 @@ class Manager(Actor):
         restarts: RestartSettings | None = None,
         restarter: ActorRef | None = None,
         health: ActorRef | None = None,
+        limits: decide.Limits | None = None,
     ) -> None:
         self.log = log
         self.state = ClusterState()
@@ -130,7 +130,11 @@ class Manager(Actor):
             RestartDue: lambda s, m: decide.restart_due(s, m, self.restarts),
             Unhealthy: lambda s, m: decide.unhealthy(s, m, self.restarts),
             Purge: lambda s, m: decide.purge(s, m, self.ended),
+            Submit: lambda s, m: decide.submit(s, m, self.limits, len(self.pending)),
         }
+        self.limits = limits or decide.Limits()
+        # tasks waiting to be placed, for the ORC_MAX_PENDING limit (derived from the state)
+        self.pending: set[str] = set()
         # ended tasks by end time, so a purge costs what it forgets (derived from the state)
         self.ended = EndedIndex()
         self._retry: list[Envelope] = []
@@ -145,6 +149,7 @@ class Manager(Actor):
         """
         self.state, base = await recover(self.log)
         self.ended = EndedIndex.of(self.state.tasks.values())
+        self.pending = {t.id for t in self.state.tasks.values() if t.state == State.PENDING}
         self._since_snapshot = self.log.last_seq - base
         await self._resync_scheduler()
         for name, proxy in self.proxies.items():
@@ -236,7 +241,8 @@ class Manager(Actor):
                 log.error("%s", exc)
                 for env, d in zip(group, decisions, strict=True):
                     if d.events and env.is_ask:
-                        env.reply(Reply(503, message=f"{exc}; nothing was changed, retry later"))
+                        message = f"{exc}; nothing was changed, retry later"
+                        env.reply(Reply(503, message=message, retry_after=RETRY_DELAY))
                     elif d.events:
                         self._retry.append(env)
                     else:
@@ -301,6 +307,7 @@ class Manager(Actor):
                     ended.append(task_id)
         # a run that ended in a restart is still placed: it waits for its backoff there
         ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]
+        self._count_pending(events)
         for task_id in ended:
             self.ended.note(self.state.tasks[task_id])
         if placed:
@@ -310,6 +317,20 @@ class Manager(Actor):
         if to_schedule:
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
         await self._act_restarts(events)
+
+    def _count_pending(self, events: list[AnyEvent]) -> None:
+        """Keep `pending` (tasks waiting to be placed) as the applied events left it."""
+        for event in events:
+            task_id = getattr(event, "task_id", None)
+            if isinstance(event, TaskSubmitted):
+                task_id = event.task.id
+            if not isinstance(task_id, str):
+                continue
+            task = self.state.tasks.get(task_id)
+            if task is not None and task.state == State.PENDING:
+                self.pending.add(task_id)
+            else:
+                self.pending.discard(task_id)
 
     def _decide(self, message: object) -> decide.Decision:
         """The core's decision on `message`, restarts reviewed; its notes are logged here,

@@ -43,7 +43,7 @@ def test_checked_orders_have_their_driver_decided() -> None:
         ((RunTask(Task(cmd=["true"])),), "Expected a UUID, got '' - at $.Orders[0].Task.ID"),
         (
             (StopTask(ID), RunTask(Task(id=ID, cmd=["true"], cpu=-1))),
-            "Expected CPU >= 0, got -1 - at $.Orders[1].Task.CPU",
+            "Orders[1].Task.CPU: must be a finite number between 0 and 1024",
         ),
         ((RunTask(Task(id=ID)),), "Task needs an Image (run as a Docker container)"),
         (

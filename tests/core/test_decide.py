@@ -265,3 +265,24 @@ def test_wire_names_are_the_seeds() -> None:
         assert key in body
     assert body["StateName"] == "Pending"
     assert body["State"] == 0
+
+
+def test_submissions_past_the_limits_are_refused_with_a_time_to_retry() -> None:
+    state = ClusterState()
+    limits = decide.Limits(max_tasks=2, max_pending=1)
+    first = decide.submit(state, _submit(_task()), limits, pending=0)
+    assert first.reply is not None and first.reply.status == 201
+    for event in first.events:
+        apply(state, event)
+    other = _task(id="11111111-2222-3333-4444-555555555555")
+    waiting = decide.submit(state, _submit(other), limits, pending=1)
+    assert waiting.events == [] and waiting.reply is not None
+    assert (waiting.reply.status, waiting.reply.retry_after) == (429, 1.0)
+    assert "ORC_MAX_PENDING" in waiting.reply.message
+    # the same task again is answered as it is, whatever the load
+    again = decide.submit(state, _submit(_task()), limits, pending=1)
+    assert again.reply is not None and again.reply.status == 200
+    full = decide.submit(state, _submit(other), decide.Limits(max_tasks=1), pending=0)
+    assert full.events == [] and full.reply is not None
+    assert (full.reply.status, full.reply.retry_after) == (503, 60.0)
+    assert "ORC_MAX_TASKS" in full.reply.message

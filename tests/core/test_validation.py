@@ -66,23 +66,38 @@ def test_process_task_and_generated_id() -> None:
         ({"State": 2}, "missing required field Task"),
         ({"State": 2, "Task": {}}, "needs an Image"),
         ({"State": 2, "Task": {"Cmd": []}}, "non-empty argv"),
-        ({"State": 2, "Task": {"Cmd": ["x"], "Memory": -1}}, "Memory >= 0"),
-        ({"State": 2, "Task": {"Cmd": ["x"], "CPU": -0.5}}, "CPU >= 0"),
-        ({"State": 2, "Task": {"Cmd": ["x"], "Env": ["no-equals"]}}, "at $.Task.Env[0]"),
-        ({"State": 2, "Task": {"Image": "Bad Image!"}}, "at $.Task.Image"),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "Memory": -1}},
+            "Task.Memory: must be a whole number of bytes, 0 to 1125899906842624",
+        ),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "CPU": -0.5}},
+            "Task.CPU: must be a finite number between 0 and 1024",
+        ),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "Env": ["no-equals"]}},
+            "Task.Env[0]: must be 'NAME=value'",
+        ),
+        (
+            {"State": 2, "Task": {"Image": "Bad Image!"}},
+            "Task.Image: must be an image reference like 'name:tag'",
+        ),
         (
             {"State": 2, "Task": {"Image": "x", "ExposedPorts": {"eighty": {}}}},
-            "at $.Task.ExposedPorts",
+            "Task.ExposedPorts (a key): must be a port 1-65535",
         ),
         (
             {"State": 2, "Task": {"Image": "x", "PortBindings": {"80/tcp": "99999"}}},
-            "at $.Task.PortBindings",
+            "Task.PortBindings (a value): must be a host port 1-65535",
         ),
         (
             {"State": 2, "Task": {"Cmd": ["x"], "RestartPolicy": "sometimes"}},
-            "at $.Task.RestartPolicy",
+            "Task.RestartPolicy: must be one of '' (no), 'no', 'on-failure'",
         ),
-        ({"State": 2, "Task": {"Cmd": ["x"], "Driver": "vm"}}, "at $.Task.Driver"),
+        (
+            {"State": 2, "Task": {"Cmd": ["x"], "Driver": "vm"}},
+            "Task.Driver: must be one of 'docker', 'process'",
+        ),
         ({"State": 2, "Task": {"Cmd": ["x"], "Driver": "docker"}}, "needs an Image"),
     ],
 )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import RunningCluster, wait_for_state
+from tests.conftest import ROOT, OrcProcess, RunningCluster, free_port, orc_env, wait_for_state
 
 
 @pytest.mark.parametrize(
@@ -57,3 +60,26 @@ async def test_keep_alive_connection_outlives_a_thousand_requests(cluster: Runni
         r = await cluster.manager.get("/stats")
         assert r.status_code == 200
         assert r.headers.get("connection", "").lower() != "close", f"closed after {i + 1}"
+
+
+async def test_a_connection_survives_answers_given_before_the_body_was_read(
+    tmp_path: Path,
+) -> None:
+    """A 405 or 404 from routing, or a 413, is answered before the body is read; the body's
+    rest must not be left in the connection, or the next request on it hangs. (A separate
+    process, so that the body arrives after the headers as it does from a real client.)"""
+    port = free_port()
+    env = {**os.environ, **orc_env(tmp_path / "w"), "PYTHONPATH": str(ROOT)}
+    args = ["worker", "--port", str(port), "--host", "127.0.0.1", "--data-dir", str(tmp_path)]
+    worker = OrcProcess(args, env, "Starting Orc worker")
+    worker.start()
+    big = b'{"State": 2, "Task": {"Cmd": [' + b'"x",' * 40_000 + b'"x"]}}'  # over ORC_MAX_BODY
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=3) as client:
+            for _ in range(80):
+                assert (await client.post("/tasks", content=big)).status_code == 413
+                assert (await client.put("/orders", json={"Orders": []})).status_code == 405
+                assert (await client.post("/nowhere", json={"x": "y" * 3000})).status_code == 404
+                assert (await client.get("/stats")).status_code == 200
+    finally:
+        worker.kill()
