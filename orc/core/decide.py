@@ -166,10 +166,14 @@ def submit(
 
 
 def stop(state: ClusterState, cmd: Stop) -> Decision:
+    """Stop a task in any state. An ended task stays as it is. A task whose stop was asked for
+    before and that still runs (its node never confirmed: it was lost, or the stop order was)
+    is asked again: the stop goes to its node once more, and a node that does not know the task
+    answers so, which ends it."""
     task = state.tasks.get(cmd.task_id)
     if task is None:
         return Decision([], Reply(404, message=f"no task with ID {cmd.task_id}"))
-    if task.state in TERMINAL or task.id in state.stop_requested:
+    if task.state in TERMINAL:
         return Decision([], Reply(204, task=task))
     return Decision([TaskStopRequested(at=cmd.now, task_id=task.id)], Reply(204, task=task))
 

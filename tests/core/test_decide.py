@@ -159,15 +159,24 @@ def test_submit_with_state_3_is_a_stop() -> None:
     assert reply is not None and reply.status == 204
 
 
-def test_stop_unknown_is_404_and_stop_twice_logs_once() -> None:
+def test_stop_unknown_is_404_and_a_repeated_stop_is_asked_again_until_the_task_ends() -> None:
+    """A stop its node never confirmed (the order or the task was lost) is sent again when the
+    client asks again; once the task has ended, a stop changes nothing."""
     _, reply, _ = decide.stop(ClusterState(), Stop(ID, T0))
     assert reply is not None and reply.status == 404
     state = _running_state()
     events = decide.stop(state, Stop(ID, T0)).events
     for event in events:
         apply(state, event)
-    again, reply, _ = decide.stop(state, Stop(ID, T0))
-    assert again == [] and reply is not None and reply.status == 204
+    again, reply, _ = decide.stop(state, Stop(ID, T1))
+    assert again == [TaskStopRequested(at=T1, task_id=ID)]
+    assert reply is not None and reply.status == 204
+    for event in again:
+        apply(state, event)
+    assert ID in state.stop_requested and state.tasks[ID].state == State.RUNNING
+    apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=0, stopped=True))
+    ended, reply, _ = decide.stop(state, Stop(ID, T1))
+    assert ended == [] and reply is not None and reply.status == 204
 
 
 def test_updates_from_the_wrong_node_or_for_unknown_tasks_are_ignored() -> None:
