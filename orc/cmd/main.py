@@ -1,78 +1,198 @@
-"""The `orc` command."""
+"""The `orc` command: the servers (`orc`, `orc manager`, `orc worker`), `orc replay`, and the
+client commands (`orc run`, `orc ps`, ... in orc/cmd/client.py), on Typer.
+
+Exit statuses, for every command: 0 success; 1 the task failed, the server said no, or orc
+stopped after repeated crashes; 2 a usage error or bad input; 3 orc could not be reached.
+Every failure is one line on stderr saying what to do, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-import trio
+import typer
+from typer.exceptions import TyperException
 
-from actors import EscalationError
-from eventlog import CorruptLogError
 from orc import config
-from orc.cmd import replay as replay_cli
-from orc.cmd.cluster import run_cluster
-from orc.cmd.manager import run_manager
-from orc.cmd.worker import run_worker
+from orc.cmd import client
+
+USAGE = 2
+
+app = typer.Typer(
+    name="orc",
+    help="A small container orchestrator whose state is its event log.\n\n"
+    "With no command, runs a manager and ORC_WORKER_COUNT workers in one process."
+    " The client commands (run, ps, status, ...) talk to ORC_ADDR"
+    " (default http://127.0.0.1:8000) with ORC_TOKEN.",
+    epilog="Examples: `orc` (a whole cluster here); `orc run --wait -- echo hi`; `orc ps`.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+client.register(app)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="event log and task directories (ORC_DATA_DIR)")
+]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="orc",
-        description="A small container orchestrator whose state is its event log. With no"
-        " command, runs a manager and ORC_WORKER_COUNT workers in one process.",
+@app.callback()
+def everything(ctx: typer.Context, data_dir: DataDir = None) -> None:
+    """Run a whole cluster in this process (with no command)."""
+    ctx.obj = {"data_dir": data_dir}
+    if ctx.invoked_subcommand is None:
+        raise typer.Exit(_serve("cluster", _settings(data_dir)))
+
+
+@app.command()
+def manager(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (ORC_MANAGER_HOST)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on (ORC_MANAGER_PORT)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the manager alone; workers run as `orc worker` processes.
+
+    It takes tasks over HTTP and places them on workers that register with it
+    (`orc worker --manager URL`) or are listed in ORC_WORKERS.
+
+    \b
+    Example:
+      orc manager --port 8000 --data-dir ./data
+    """
+    settings = _settings(data_dir or ctx.obj["data_dir"], manager_host=host, manager_port=port)
+    raise typer.Exit(_serve("manager", settings))
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    manager: Annotated[
+        str,
+        typer.Option(
+            metavar="URL",
+            help="the manager to register with, e.g. http://127.0.0.1:8000 (omit when the"
+            " manager lists this worker in ORC_WORKERS)",
+        ),
+    ] = "",
+    host: Annotated[str | None, typer.Option(help="listen address (ORC_WORKER_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (ORC_WORKER_PORT)")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="node name (ORC_WORKER_NAME; default worker-<port>)")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run one worker node; it registers (and heartbeats) with the manager at --manager.
+
+    It runs the tasks the manager places on it and keeps its updates in its own log.
+
+    \b
+    Example:
+      orc worker --manager http://127.0.0.1:8000 --port 8888
+    """
+    settings = _settings(
+        data_dir or ctx.obj["data_dir"], worker_host=host, worker_port=port, worker_name=name
     )
-    parser.add_argument("--data-dir", help="event log and task directories (ORC_DATA_DIR)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    replay_cli.add_parser(commands)
-    manager = commands.add_parser(
-        "manager",
-        help="run the manager alone; workers run as `orc worker` processes",
-        description="The manager alone: it takes tasks over HTTP and places them on workers"
-        " that register with it (`orc worker --manager URL`) or are listed in ORC_WORKERS.",
-    )
-    manager.add_argument("--host", help="address to listen on (ORC_MANAGER_HOST)")
-    manager.add_argument("--port", type=int, help="port to listen on (ORC_MANAGER_PORT)")
-    manager.add_argument("--data-dir", dest="node_data_dir", help="event log (ORC_DATA_DIR)")
-    worker = commands.add_parser(
-        "worker",
-        help="run one worker node; it registers with the manager at --manager",
-        description="One worker node: it runs the tasks the manager places on it, keeps its"
-        " updates in its own log and registers (and heartbeats) with the manager.",
-    )
-    worker.add_argument(
-        "--manager",
-        default="",
-        metavar="URL",
-        help="the manager to register with, e.g. http://127.0.0.1:8000 (omit when the"
-        " manager lists this worker in ORC_WORKERS)",
-    )
-    worker.add_argument("--host", help="address to listen on (ORC_WORKER_HOST)")
-    worker.add_argument("--port", type=int, help="port to listen on (ORC_WORKER_PORT)")
-    worker.add_argument("--name", help="node name (ORC_WORKER_NAME; default worker-<port>)")
-    worker.add_argument(
-        "--data-dir", dest="node_data_dir", help="its log and task directories (ORC_DATA_DIR)"
-    )
-    return parser
+    raise typer.Exit(_serve("worker", settings, manager))
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="DATA_DIR",
+            help="an orc data dir (holding log/) or the log dir itself; default: ORC_DATA_DIR",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(metavar="ID", help="one task's history (an ID or its prefix)")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(metavar="SEQ|TIME", help="the whole state after this seq or RFC 3339 time"),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="check every transition was legal (exit 1 if not)")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+) -> None:
+    """Tell the story of an event log: its timeline, one task's history, the state at a point,
+    or a check that every transition was legal. Read-only: the log may be in use.
+
+    Exit status: 0 ok, 1 --check found broken rules, 2 bad input.
+
+    \b
+    Examples:
+      orc replay ./data --task 2665
+      orc replay ./data --check
+    """
+    from orc.cmd import replay as replay_cli  # the reader is loaded only for this command
+
+    given = data_dir or (str(ctx.obj["data_dir"]) if ctx.obj["data_dir"] else None)
+    args = argparse.Namespace(data_dir_replay=given, task=task, at=at, check=check, json=json)
+    raise typer.Exit(replay_cli.run(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "replay":
-        if args.data_dir and not args.data_dir_replay:  # `orc --data-dir X replay`
-            args.data_dir_replay = args.data_dir
-        return replay_cli.run(args)
+    """Run `orc` with `argv` (default: the process's arguments); the exit status."""
+    try:
+        # Without standalone mode, Typer returns a command's exit status instead of exiting,
+        # and raises usage errors for us to say in one line.
+        status = app(args=argv, prog_name="orc", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        print("orc: interrupted", file=sys.stderr)
+        return 130
+    except TyperException as exc:  # a usage error (Typer's own click: UsageError, BadParameter)
+        code = getattr(exc, "exit_code", USAGE)
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+        print(f"orc: {exc.format_message().rstrip('.')}{hint}", file=sys.stderr)
+        return code if isinstance(code, int) else USAGE
+    return status if isinstance(status, int) else 0
+
+
+# -- the servers ------------------------------------------------------------------------------
+
+
+def _settings(data_dir: Path | None, **flags: Any) -> config.Settings:
+    """ORC_* settings, with the command's flags over them."""
     try:
         settings = config.load()
     except config.ConfigError as exc:
         print(f"orc: {exc}", file=sys.stderr)
-        return 2
-    if args.data_dir:
-        settings = config.Settings(**{**_fields(settings), "data_dir": config.Path(args.data_dir)})
-    if args.command in ("manager", "worker"):
-        settings = _node_settings(args, settings)
+        raise typer.Exit(USAGE) from None
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if data_dir is not None:
+        changes["data_dir"] = Path(data_dir)
+    if not changes:
+        return settings
+    fields = {f: getattr(settings, f) for f in settings.__struct_fields__}
+    return config.Settings(**{**fields, **changes})
+
+
+def _serve(what: str, settings: config.Settings, manager_url: str = "") -> int:
+    # The servers' stack (trio, Quart, the Docker SDK) is loaded only to serve: the client
+    # commands start in a fraction of the time without it.
+    import trio
+
+    from actors import EscalationError
+    from eventlog import CorruptLogError
+    from orc.cmd.cluster import run_cluster
+    from orc.cmd.manager import run_manager
+    from orc.cmd.worker import run_worker
+
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -81,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node-to-node request
     status = 0
     try:
-        if args.command == "manager":
+        if what == "manager":
             trio.run(run_manager, settings, _announce)
-        elif args.command == "worker":
-            trio.run(run_worker, settings, args.manager, _announce)
+        elif what == "worker":
+            trio.run(run_worker, settings, manager_url, _announce)
         else:
             trio.run(run_cluster, settings, _announce)
     except* CorruptLogError as group:
@@ -107,25 +227,6 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
     return [exc]
-
-
-def _node_settings(args: argparse.Namespace, settings: config.Settings) -> config.Settings:
-    """Flags of `orc manager` and `orc worker` over the ORC_* settings."""
-    changes: dict[str, Any] = {}
-    prefix = "manager" if args.command == "manager" else "worker"
-    if args.host:
-        changes[f"{prefix}_host"] = args.host
-    if args.port:
-        changes[f"{prefix}_port"] = args.port
-    if args.node_data_dir:
-        changes["data_dir"] = config.Path(args.node_data_dir)
-    if getattr(args, "name", None):
-        changes["worker_name"] = args.name
-    return config.Settings(**{**_fields(settings), **changes})
-
-
-def _fields(settings: config.Settings) -> dict[str, Any]:
-    return {f: getattr(settings, f) for f in settings.__struct_fields__}
 
 
 def _announce(line: str) -> None:

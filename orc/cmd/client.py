@@ -1,0 +1,503 @@
+"""The client commands of `orc`: run, ps, status, stop, logs, history, nodes, events.
+
+They speak the manager's HTTP API (docs/API.md) through httpx, with its own wire types, so
+they cannot drift from it: `--json` prints the API's own JSON; the tables are for people.
+Where an ID is taken, a unique prefix of one will do.
+
+Exit statuses: 0 success; 1 the task failed or the server said no; 2 a usage error; 3 orc
+could not be reached. Each failure is one line on stderr saying what to do.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_ADDR = "http://127.0.0.1:8000"
+FAILED, USAGE, UNREACHABLE = 1, 2, 3
+STATE_NAMES = {0: "Pending", 1: "Scheduled", 2: "Running", 3: "Completed", -1: "Failed"}
+STATE_STYLES = {
+    "Pending": "yellow",
+    "Scheduled": "cyan",
+    "Running": "green",
+    "Completed": "blue",
+    "Failed": "red",
+}
+ENDED = {3, -1}
+
+out = Console(highlight=False, soft_wrap=True)
+
+Addr = Annotated[
+    str,
+    typer.Option(
+        "--addr", envvar="ORC_ADDR", help="the manager's address", show_default=DEFAULT_ADDR
+    ),
+]
+Token = Annotated[
+    str, typer.Option("--token", envvar="ORC_TOKEN", help="bearer token", show_default=False)
+]
+Json = Annotated[bool, typer.Option("--json", help="print the API's own JSON")]
+
+
+def fail(status: int, message: str) -> NoReturn:
+    """One line on stderr, and the exit status."""
+    print(f"orc: {message}", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+class Api:
+    """The manager's API over httpx; every failure becomes `fail` with the right status."""
+
+    def __init__(self, addr: str, token: str) -> None:
+        self.addr = (addr or DEFAULT_ADDR).rstrip("/")
+        if not self.addr.startswith(("http://", "https://")):
+            fail(USAGE, f"--addr must be a URL like {DEFAULT_ADDR}, got {addr!r}")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.addr, headers=headers, timeout=30)
+
+    def request(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kw: Any) -> Any:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            fail(
+                UNREACHABLE,
+                f"cannot reach orc at {self.addr} ({type(exc).__name__}); is it running?"
+                " Start it with `orc` (or `make run`), or point ORC_ADDR / --addr at it",
+            )
+        if r.status_code in ok:
+            return r.json() if r.content else None
+        self.refused(r)
+
+    def refused(self, r: httpx.Response) -> NoReturn:
+        try:
+            message = r.json()["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text.strip() or r.reason_phrase
+        if r.status_code == 401:
+            message += " (set ORC_TOKEN or --token)"
+        fail(FAILED, f"{r.status_code}: {message}")
+
+    def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """The NDJSON lines of a streaming GET."""
+        try:
+            with self.http.stream("GET", path, params=params, timeout=None) as r:
+                if r.status_code != 200:
+                    r.read()
+                    self.refused(r)
+                for line in r.iter_lines():
+                    if line.strip():
+                        yield jsonlib.loads(line)
+        except httpx.TransportError as exc:
+            fail(UNREACHABLE, f"lost orc at {self.addr} ({type(exc).__name__})")
+
+    def task_id(self, given: str) -> str:
+        """The full ID for `given`, which may be a unique prefix of one."""
+        try:
+            return str(uuid.UUID(given))
+        except ValueError:
+            pass
+        wanted = given.lower()
+        matches = [t["ID"] for t in self.request("GET", "/tasks") if t["ID"].startswith(wanted)]
+        if len(matches) == 1:
+            return str(matches[0])
+        if not matches:
+            fail(FAILED, f"no task with an ID starting {given!r}; `orc ps` lists them")
+        fail(USAGE, f"{given!r} starts {len(matches)} task IDs; give more of it")
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    for command in (run, ps, status, stop, logs, history, nodes, events):
+        app.command()(command)
+
+
+def run(
+    cmd: Annotated[
+        list[str] | None, typer.Argument(help="the command and its arguments (after --)")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("-f", "--file", help="a task as JSON or TOML (API keys)")
+    ] = None,
+    image: Annotated[str, typer.Option(help="run this image as a Docker container")] = "",
+    name: Annotated[str, typer.Option(help="a name for people")] = "",
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=value")] = None,
+    cpu: Annotated[float, typer.Option(help="cores")] = 0.0,
+    memory: Annotated[int, typer.Option(help="bytes")] = 0,
+    disk: Annotated[int, typer.Option(help="bytes")] = 0,
+    port: Annotated[
+        list[str] | None, typer.Option("--port", "-p", help="80/tcp or 8080:80/tcp (host:task)")
+    ] = None,
+    restart: Annotated[str, typer.Option(help="no, on-failure, always")] = "",
+    health_check: Annotated[str, typer.Option(help="a path such as /health")] = "",
+    task_id: Annotated[str, typer.Option("--id", help="the task's UUID (default: a new one)")] = "",
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="wait until it runs, or until it ends if it ends first; exit 1 if it failed",
+        ),
+    ] = False,
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+    json: Json = False,
+) -> None:
+    """Run a task: a command as a local process, or an image as a container.
+
+    \b
+    Examples:
+      orc run --name hello --wait -- sh -c 'echo hello'
+      orc run --image busybox:latest -p 8080:80/tcp --restart on-failure
+      orc run -f task.toml --wait
+    """
+    api = Api(addr, token)
+    task = _task_from_file(file) if file else {}
+    flags: dict[str, Any] = {
+        "Name": name,
+        "Image": image,
+        "Cmd": cmd or None,
+        "Env": env or None,
+        "CPU": cpu,
+        "Memory": memory,
+        "Disk": disk,
+        "RestartPolicy": restart,
+        "HealthCheck": health_check,
+        "ID": task_id,
+    }
+    task.update({k: v for k, v in flags.items() if v})
+    for spec in port or ():
+        host, _, inside = spec.rpartition(":")
+        inside = inside if "/" in inside else f"{inside}/tcp"
+        task.setdefault("ExposedPorts", {})[inside] = {}
+        if host:
+            task.setdefault("PortBindings", {})[inside] = host
+    if not task.get("Cmd") and not task.get("Image"):
+        fail(USAGE, "nothing to run: give a command after `--`, --image, or -f FILE")
+    body = {"State": 2, "Task": task}
+    if task.get("ID"):
+        body["ID"] = task["ID"]
+    recorded = api.request("POST", "/tasks", ok=(200, 201), json=body)
+    task_id = recorded["Task"]["ID"]
+    if not wait:
+        _print(json, recorded, lambda: out.print(task_id))
+        return
+    final = _wait_for(api, task_id)
+    _print(json, final, lambda: out.print(f"{task_id} {_state_text(final)}"))
+    if final["State"] == -1:
+        fail(FAILED, f"task {task_id} failed: {final.get('Error') or 'no reason given'}")
+
+
+def ps(
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", "-s", help="only these states (Running, Failed, ...)"),
+    ] = None,
+    node: Annotated[str, typer.Option(help="only tasks on this node")] = "",
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+    json: Json = False,
+) -> None:
+    """List tasks: ID, name, state, node, restarts, age.
+
+    \b
+    Example:
+      orc ps --state Running --node worker-1
+    """
+    wanted = {s.capitalize() for s in state or ()}
+    unknown = wanted - set(STATE_STYLES)
+    if unknown:
+        fail(USAGE, f"unknown state {sorted(unknown)[0]!r}; one of {', '.join(STATE_STYLES)}")
+    tasks = Api(addr, token).request("GET", "/tasks")
+    shown = [
+        t
+        for t in tasks
+        if (not wanted or STATE_NAMES.get(t["State"]) in wanted) and (not node or t["Node"] == node)
+    ]
+    if json:
+        out.print(jsonlib.dumps(shown), markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "STATE", "NODE", "RESTARTS", "AGE"):
+        table.add_column(column, no_wrap=True)
+    for t in sorted(shown, key=lambda t: t.get("CreatedAt") or ""):
+        table.add_row(
+            t["ID"][:8],
+            t["Name"] or "-",
+            _state_text(t),
+            t["Node"] or "-",
+            str(t["RestartCount"]),
+            _age(t.get("CreatedAt")),
+        )
+    out.print(table)
+
+
+def status(
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="a task ID or a unique prefix")],
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+    json: Json = False,
+) -> None:
+    """Everything about one task: its spec, where it runs, why it waits or failed.
+
+    \b
+    Example:
+      orc status 2665
+    """
+    api = Api(addr, token)
+    task = api.request("GET", f"/tasks/{api.task_id(task_id)}")
+    if json:
+        out.print(jsonlib.dumps(task), markup=False)
+        return
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in task.items():
+        if key == "State":
+            table.add_row(key, _state_text(task))
+        elif key != "StateName" and value not in (None, "", [], {}):
+            table.add_row(key, value if isinstance(value, str) else jsonlib.dumps(value))
+    out.print(table)
+    reason = task.get("Error")
+    if reason and task["State"] == 0:
+        out.print(f"waiting: {reason}", markup=False)
+    elif reason:
+        out.print(f"error: {reason}", markup=False)
+
+
+def stop(
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="a task ID or a unique prefix")],
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+) -> None:
+    """Stop a task (SIGTERM, then SIGKILL after the grace period); it ends Completed.
+
+    \b
+    Example:
+      orc stop 2665
+    """
+    api = Api(addr, token)
+    full = api.task_id(task_id)
+    api.request("DELETE", f"/tasks/{full}", ok=(204,))
+    out.print(f"stopping {full}")
+
+
+def logs(
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="a task ID or a unique prefix")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing until the task ends")
+    ] = False,
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+) -> None:
+    """Print a task's output: stdout, then stderr (on stderr).
+
+    \b
+    Example:
+      orc logs -f 2665
+    """
+    api = Api(addr, token)
+    full = api.task_id(task_id)
+    seen_out = seen_err = 0
+    while True:
+        task = api.request("GET", f"/tasks/{full}")
+        got = api.request("GET", f"/tasks/{full}/logs")
+        stdout, stderr = got["Stdout"], got["Stderr"]
+        sys.stdout.write(stdout[seen_out:])
+        sys.stderr.write(stderr[seen_err:])
+        sys.stdout.flush()
+        seen_out, seen_err = len(stdout), len(stderr)
+        if not follow or task["State"] in ENDED:
+            return
+        time.sleep(0.5)  # one task's output, twice a second: no storm
+
+
+def history(
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="a task ID or a unique prefix")],
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+    json: Json = False,
+) -> None:
+    """A task's transitions, with times and reasons, from the event log.
+
+    \b
+    Example:
+      orc history 2665
+    """
+    api = Api(addr, token)
+    story = api.request("GET", f"/tasks/{api.task_id(task_id)}/history")
+    if json:
+        out.print(jsonlib.dumps(story), markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("SEQ", "AT", "EVENT", "FROM", "TO", "NODE", "REASON"):
+        table.add_column(column, overflow="fold")
+    for row in story["rows"]:
+        table.add_row(
+            str(row["seq"]),
+            _when(row["at"]),
+            row["event"],
+            row["from"] or "",
+            row["to"] or "",
+            row["node"],
+            row["reason"],
+        )
+    out.print(table)
+    totals = ", ".join(f"{state} {seconds:.1f}s" for state, seconds in story["totals"].items())
+    if totals:
+        out.print(f"time in each state: {totals}", markup=False)
+
+
+def nodes(addr: Addr = DEFAULT_ADDR, token: Token = "", json: Json = False) -> None:
+    """Worker nodes: capacity, what is allocated, heartbeat age, up or down.
+
+    \b
+    Example:
+      orc nodes
+    """
+    views = Api(addr, token).request("GET", "/nodes")
+    if json:
+        out.print(jsonlib.dumps(views), markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAME", "STATE", "ADDRESS", "DRIVERS", "CPU", "MEMORY", "TASKS", "HEARD"):
+        table.add_column(column, no_wrap=True)
+    for n in views:
+        used = n["Allocated"]
+        table.add_row(
+            n["Name"],
+            n["State"] if n["State"] == "up" else f"[red]{n['State']}[/red]",
+            n["Address"],
+            ",".join(n["Drivers"]),
+            f"{used['CPU']:g}/{n['Cores']}",
+            f"{_bytes(used['Memory'])}/{_bytes(n['Memory'])}",
+            str(n["TaskCount"]),
+            _age(n.get("LastHeartbeat")) if n.get("LastHeartbeat") else "-",
+        )
+    out.print(table)
+
+
+def events(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new events")
+    ] = False,
+    after: Annotated[int, typer.Option(metavar="SEQ", help="start after this sequence number")] = 0,
+    task: Annotated[str, typer.Option(metavar="ID", help="only events about this task")] = "",
+    addr: Addr = DEFAULT_ADDR,
+    token: Token = "",
+    json: Json = False,
+) -> None:
+    """The event log: every change, in order (then live, with -f).
+
+    \b
+    Example:
+      orc events --after 100 -f
+    """
+    api = Api(addr, token)
+    last = api.request("GET", "/stats")["LogSeq"]
+    if after > last:
+        fail(USAGE, f"--after {after} is beyond the log's last sequence {last}")
+    if not follow and after >= last:
+        return
+    params: dict[str, Any] = {"after": after}
+    if task:
+        params["task"] = api.task_id(task)
+    for line in api.stream("/events", **params):
+        seq = line.get("Seq", 0)
+        if "Event" in line:
+            if json:
+                out.print(jsonlib.dumps(line), markup=False)
+            else:
+                out.print(_event_text(seq, line["Event"]), markup=False)
+        if not follow and seq >= last:
+            return
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _task_from_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        fail(USAGE, f"cannot read {path}: {exc.strerror}")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else jsonlib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        fail(USAGE, f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}")
+    if isinstance(data, dict) and isinstance(data.get("Task"), dict):
+        data = data["Task"]  # a whole TaskEvent
+    if not isinstance(data, dict):
+        fail(USAGE, f"{path}: expected a task object (API keys: Name, Cmd, Image, ...)")
+    return data
+
+
+def _wait_for(api: Api, task_id: str) -> dict[str, Any]:
+    """Poll until the task runs or ends (a short interval: one task, one request)."""
+    while True:
+        task: dict[str, Any] = api.request("GET", f"/tasks/{task_id}")
+        if task["State"] == 2 or task["State"] in ENDED:
+            return task
+        time.sleep(0.1)
+
+
+def _print(as_json: bool, body: Any, human: Any) -> None:
+    if as_json:
+        out.print(jsonlib.dumps(body), markup=False)
+    else:
+        human()
+
+
+def _state_text(task: dict[str, Any]) -> str:
+    name = STATE_NAMES.get(task["State"], str(task["State"]))
+    extra = f" (exit {task['ExitCode']})" if task.get("ExitCode") not in (None, 0) else ""
+    return f"[{STATE_STYLES.get(name, 'white')}]{name}[/]{extra}"
+
+
+def _event_text(seq: int, event: dict[str, Any]) -> str:
+    what = event.get("Type", "?")
+    subject = event.get("TaskID") or (event.get("Task") or {}).get("ID") or event.get("Node", "")
+    if isinstance(subject, dict):
+        subject = subject.get("Name", "")
+    detail = event.get("Reason") or event.get("Error") or ""
+    return f"{seq:>8} {_when(event.get('At', ''))} {what} {subject} {detail}".rstrip()
+
+
+def _when(at: str) -> str:
+    """`2026-12-02T02:43:07.340359+00:00` as `2026-12-02 02:43:07.340`, as `orc replay` shows it."""
+    return at[:23].replace("T", " ")
+
+
+def _age(at: str | None) -> str:
+    if not at:
+        return "-"
+    try:
+        then = datetime.fromisoformat(at)
+    except ValueError:
+        return "-"
+    seconds = max(0.0, (datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:g}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}TiB"
