@@ -229,19 +229,18 @@ def ps(
     if json:
         out.print(jsonlib.dumps(shown), markup=False)
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "NAME", "STATE", "NODE", "RESTARTS", "AGE"):
-        table.add_column(column, no_wrap=True)
-    for t in sorted(shown, key=lambda t: t.get("CreatedAt") or ""):
-        table.add_row(
+    rows = [
+        [
             t["ID"][:8],
             t["Name"] or "-",
-            _state_text(t),
+            _state_word(t),
             t["Node"] or "-",
             str(t["RestartCount"]),
             _age(t.get("CreatedAt")),
-        )
-    out.print(table)
+        ]
+        for t in sorted(shown, key=lambda t: t.get("CreatedAt") or "")
+    ]
+    _columns(["ID", "NAME", "STATE", "NODE", "RESTARTS", "AGE"], rows, colour=2)
 
 
 def status(
@@ -458,6 +457,36 @@ def _print(as_json: bool, body: Any, human: Any) -> None:
         out.print(jsonlib.dumps(body), markup=False)
     else:
         human()
+
+
+def _columns(headers: list[str], rows: list[list[str]], colour: int = -1) -> None:
+    """An aligned table, written directly: Rich lays out 10,000 rows in seconds, and `orc ps`
+    must answer within one. Column `colour` (a state word) is coloured on a terminal."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    ansi = sys.stdout.isatty()
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
+        if ansi and 0 <= colour < len(cells):
+            word = row[colour].split(" ")[0]
+            code = ANSI.get(STATE_STYLES.get(word, ""), "")
+            cells[colour] = f"{code}{cells[colour]}\x1b[0m" if code else cells[colour]
+        lines.append("  ".join(cells).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+ANSI = {
+    "yellow": "\x1b[33m",
+    "cyan": "\x1b[36m",
+    "green": "\x1b[32m",
+    "blue": "\x1b[34m",
+    "red": "\x1b[31m",
+}
+
+
+def _state_word(task: dict[str, Any]) -> str:
+    name = STATE_NAMES.get(task["State"], str(task["State"]))
+    return name + (f" (exit {task['ExitCode']})" if task.get("ExitCode") not in (None, 0) else "")
 
 
 def _state_text(task: dict[str, Any]) -> str:
