@@ -30,7 +30,7 @@ check: $(STAMP)
 lint: check
 
 bench: $(STAMP)
-	for b in eventlog launch replay propagation scheduler docker_launch; do \
+	for b in eventlog launch replay propagation scheduler docker_launch metrics cli dashboard; do \
 		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:

@@ -30,7 +30,11 @@ class LogLockedError(LogWriteError):
 
 
 class Recovery(msgspec.Struct, frozen=True):
-    """A torn tail cut off at open: the bytes from `offset` on, in `path`, were dropped."""
+    """A torn tail cut off at open: the bytes from `offset` on, in `path`, were dropped.
+
+    `dropped_bytes` counts them up to the last one that is not zero: zeros after it are space
+    the writer had reserved (in a segment of today's format), as far as anyone can tell.
+    """
 
     path: str
     offset: int

@@ -10,6 +10,16 @@ batch: a 24-byte header, then a msgpack array of the batch's records::
     count   I   records in the payload
 
 All integers are little-endian. The CRC covers ``length``, so a damaged length is caught too.
+
+Two versions of segment, the same frames in both:
+
+- ``ORCLOG02`` (``MAGIC``, what this version writes): the writer reserves space ahead of its
+  frames by writing zeros there (``RESERVE_BYTES`` at a time), so that the fdatasync of a frame
+  overwrites allocated blocks and need not also write the file's size and block map. Zeros
+  from the end of the last frame to the end of the file are the end of the segment; a torn
+  frame followed by zeros is a torn tail, of the bytes up to its last non-zero one.
+- ``ORCLOG01`` (``MAGIC_V1``): each frame grows the file; the file ends with its last frame,
+  and anything after it (zeros too) is a torn tail. Still read, never created.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import struct
 import zlib
 from typing import NamedTuple
 
-MAGIC = b"ORCLOG01"
+MAGIC = b"ORCLOG02"
+MAGIC_V1 = b"ORCLOG01"
+RESERVE_BYTES = 1 << 20  # zeros a writer keeps ahead of its frames (more for larger frames)
 FRAME_MARK = b"\xc1LOG"  # 0xc1 is never used by msgpack, so it rarely shows up inside payloads
 HEADER = struct.Struct("<4sIIQI")
 HEADER_SIZE = HEADER.size
@@ -87,14 +99,19 @@ class Scan(NamedTuple):
     damage: Damage | None
 
 
-def scan_segment(data: bytes | mmap.mmap, first_seq: int) -> Scan:
-    """Walk the frames of a whole segment (MAGIC already checked), stopping at the first damage."""
+def scan_segment(data: bytes | mmap.mmap, first_seq: int, limit: int | None = None) -> Scan:
+    """Walk the frames of a whole segment (MAGIC already checked), stopping at the first damage.
+
+    No frame starts at `limit` or after (the end of the segment's non-zero bytes, when the rest
+    is zeros: it is never read, a frame that began before it aside).
+    """
     view = memoryview(data)
     pos = len(MAGIC)
     seq = first_seq
     index: list[tuple[int, int]] = []
     last_indexed = -INDEX_STRIDE
-    while pos < len(data):
+    limit = len(data) if limit is None else limit
+    while pos < limit:
         damage = check_frame(view, pos, seq)
         if damage is not None:
             return Scan(pos, seq, index, damage)
@@ -126,14 +143,17 @@ def check_frame(view: memoryview, pos: int, expected_seq: int) -> Damage | None:
     return None
 
 
-def valid_frame_after(data: bytes | mmap.mmap, start: int, min_seq: int) -> bool:
-    """Whether a whole, checksummed frame starts anywhere from `start` on.
+def valid_frame_after(
+    data: bytes | mmap.mmap, start: int, min_seq: int, limit: int | None = None
+) -> bool:
+    """Whether a whole, checksummed frame starts anywhere from `start` on (before `limit`).
 
     A torn write damages only the tail; a good frame after the damage means the damage is not a
     torn tail but corruption of acknowledged data.
     """
     view = memoryview(data)
-    pos = data.find(FRAME_MARK, start)
+    limit = len(data) if limit is None else limit
+    pos = data.find(FRAME_MARK, start, limit)
     while pos != -1 and len(data) - pos >= HEADER_SIZE:
         header = parse_header(view[pos : pos + HEADER_SIZE])
         end = pos + HEADER_SIZE + header.length if header else len(data) + 1
@@ -145,5 +165,5 @@ def valid_frame_after(data: bytes | mmap.mmap, start: int, min_seq: int) -> bool
             and payload_ok(view[pos : pos + HEADER_SIZE], view[pos + HEADER_SIZE : end], header.crc)
         ):
             return True
-        pos = data.find(FRAME_MARK, pos + 1)
+        pos = data.find(FRAME_MARK, pos + 1, limit)
     return False

@@ -17,6 +17,7 @@ from eventlog.framing import (
     HEADER_SIZE,
     INDEX_STRIDE,
     MAGIC,
+    MAGIC_V1,
     parse_header,
     payload_ok,
     scan_segment,
@@ -40,6 +41,7 @@ class Segment:
     next_seq: int
     index: list[tuple[int, int]] = field(default_factory=list)
     last_indexed: int = -INDEX_STRIDE
+    reserves: bool = True  # of today's format (MAGIC): it may end in zeros its writer reserved
 
     def add_frame(self, first_seq: int, count: int, nbytes: int) -> None:
         if self.size - self.last_indexed >= INDEX_STRIDE:
@@ -50,7 +52,13 @@ class Segment:
 
     def snapshot(self) -> Segment:
         return Segment(
-            self.path, self.first_seq, self.size, self.next_seq, list(self.index), self.last_indexed
+            self.path,
+            self.first_seq,
+            self.size,
+            self.next_seq,
+            list(self.index),
+            self.last_indexed,
+            self.reserves,
         )
 
     def start_offset(self, from_seq: int) -> int:
@@ -71,12 +79,50 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+_ZEROS = bytes(1 << 20)  # calloc'd and never written: it takes no memory of its own
+
+
+def write_zeros(fd: int, offset: int, length: int) -> None:
+    """Fill `length` bytes from `offset` with zeros (growing the file if it is shorter)."""
+    zeros = memoryview(_ZEROS)
+    while length > 0:
+        n = min(length, len(zeros))
+        pwrite_all(fd, zeros[:n], offset)
+        offset += n
+        length -= n
+
+
+def content_end(fd: int, start: int, size: int) -> int:
+    """Just past the last byte from `start` on that is not zero; `start` if all are zero.
+
+    A writer reserves the space ahead of its frames by filling it with zeros, so that its
+    fdatasyncs need not grow the file: zeros after the last frame are the end of a segment of
+    today's format, not damage. Read with pread, from the end of the file: the writer cuts them
+    off when it closes the log, and a reader that touched a page of a mapping past the end of
+    its file would be killed (SIGBUS).
+    """
+    end = size
+    piece = 4096
+    step = piece  # a closed log's segments end with a frame: one small read tells
+    while end > start:  # bytes compare at memcmp speed, rstrip does not: it gets 4 KiB at most
+        low = max(start, end - step)
+        chunk = os.pread(fd, end - low, low)  # short if the file was cut meanwhile
+        if chunk != (_ZEROS if len(chunk) == len(_ZEROS) else bytes(len(chunk))):
+            for at in range(len(chunk), 0, -piece):
+                part = chunk[max(0, at - piece) : at]
+                if part != _ZEROS[: len(part)]:
+                    return low + max(0, at - piece) + len(part.rstrip(b"\0"))
+        end = low
+        step = min(2 * step, len(_ZEROS))
+    return start
 
 
 def lock_directory(directory: str) -> int:
@@ -148,16 +194,20 @@ def _load_segment(
         size = os.fstat(f.fileno()).st_size
         if size < len(MAGIC):
             return _load_short_segment(path, f.read(), first_seq, is_last, repair)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # no copy of the file
-            if data[: len(MAGIC)] != MAGIC:
-                raise CorruptLogError(path, 0, "not an event log segment")
-            scan = scan_segment(data, first_seq)
+        magic = os.pread(f.fileno(), len(MAGIC), 0)
+        if magic not in (MAGIC, MAGIC_V1):
+            raise CorruptLogError(path, 0, "not an event log segment")
+        reserves = magic == MAGIC
+        # frames (or a torn tail) up to `end`, zeros after it: the writer's reserve
+        end = content_end(f.fileno(), len(MAGIC), size) if reserves else size
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as data:  # no copy of it
+            scan = scan_segment(data, first_seq, end)
             damage = scan.damage
             torn = (
                 damage is not None
                 and is_last
                 and damage.maybe_torn
-                and not valid_frame_after(data, damage.offset + 1, scan.next_seq)
+                and not valid_frame_after(data, damage.offset + 1, scan.next_seq, end)
             )
     recovery = None
     if damage is not None:
@@ -165,9 +215,9 @@ def _load_segment(
             raise CorruptLogError(path, damage.offset, damage.reason)
         if repair:
             _truncate(path, damage.offset)
-        recovery = _recovery(path, damage.offset, size - damage.offset)
+        recovery = _recovery(path, damage.offset, end - damage.offset)
     last_indexed = scan.index[-1][1] if scan.index else -INDEX_STRIDE
-    segment = Segment(path, first_seq, scan.end, scan.next_seq, scan.index, last_indexed)
+    segment = Segment(path, first_seq, scan.end, scan.next_seq, scan.index, last_indexed, reserves)
     return segment, recovery
 
 

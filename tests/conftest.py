@@ -35,6 +35,7 @@ LAYERS = (
     "replay",
     "e2e",
     "layout",
+    "ui",
 )
 
 

@@ -8,7 +8,6 @@ Every failure is one line on stderr saying what to do, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -139,7 +138,7 @@ def replay(
     from orc.cmd import replay as replay_cli  # the reader is loaded only for this command
 
     given = data_dir or (str(ctx.obj["data_dir"]) if ctx.obj["data_dir"] else None)
-    args = argparse.Namespace(data_dir_replay=given, task=task, at=at, check=check, json=json)
+    args = replay_cli.ReplayArgs(data_dir_replay=given, task=task, at=at, check=check, json=json)
     raise typer.Exit(replay_cli.run(args))
 
 

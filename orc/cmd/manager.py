@@ -38,19 +38,22 @@ from orc.core.messages import Hold, Ping, Reply
 from orc.core.model import NodeInfo
 from orc.core.restarts import RestartSettings
 from orc.core.validation import Invalid
-from orc.http.app import require_token
+from orc.http.app import open_paths, require_token
 from orc.http.events import add_event_stream
 from orc.http.history import add_history_route
 from orc.http.manager import manager_app
+from orc.http.metrics import add_manager_metrics
 from orc.http.nodes import add_manager_node_routes, decode_registration
 from orc.nodes.remote import HttpWorkerProxy, auth_headers
 from orc.shell.follower import numbered
 from orc.shell.health import HealthChecker
 from orc.shell.manager import Manager, Upkeep
+from orc.shell.meter import ManagerMeter
 from orc.shell.monitor import NodeMonitor, Register
 from orc.shell.reaper import Reaper
 from orc.shell.restarter import Restarter
 from orc.shell.scheduler import Scheduler
+from orc.ui import add_dashboard
 
 log = logging.getLogger("orc.manager")
 
@@ -68,6 +71,7 @@ class ManagerActors:
     scheduler: ActorRef
     restarter: ActorRef
     health: ActorRef
+    meter: ManagerMeter
     proxies: dict[str, ActorRef] = field(default_factory=dict)
 
 
@@ -88,6 +92,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
     proxies: dict[str, ActorRef] = {}
     upkeep = Upkeep(settings.digest_every, settings.snapshot_every, settings.retain_events)
     restarts = restart_settings(settings)
+    meter = ManagerMeter(event_log)  # before anything is appended: it counts the appends
     manager = sup.add(
         "manager",
         lambda: Manager(
@@ -99,6 +104,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
             restarter=refs["restarter"],
             health=refs["health"],
             limits=decide.Limits(settings.max_tasks, settings.max_pending),
+            meter=meter,
         ),
         mailbox_size=MAILBOX,
     )
@@ -115,6 +121,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
                 settings.health_timeout,
                 settings.health_failures,
                 replaces_crashed=again,
+                meter=meter,
             )
         ),
     )
@@ -126,7 +133,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
     if settings.task_retention:
         sup.add("reaper", lambda: Reaper(lambda: manager, now, settings.task_retention))
     return ManagerActors(
-        event_log, manager, refs["scheduler"], refs["restarter"], refs["health"], proxies
+        event_log, manager, refs["scheduler"], refs["restarter"], refs["health"], meter, proxies
     )
 
 
@@ -141,6 +148,8 @@ def manager_http_app(
     add_event_stream(app, actors.log, max_streams=settings.max_streams)
     add_manager_node_routes(app, actors.manager, monitor)
     add_history_route(app, actors.manager, Path(actors.log.directory))
+    add_manager_metrics(app, actors.meter)
+    open_paths(app, add_dashboard(app))  # the page's files; its API calls carry the token
     require_token(app, settings.token)
     return app
 

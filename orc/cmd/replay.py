@@ -6,9 +6,9 @@ turning every bad input into one line on stderr (status 2), never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +22,21 @@ from orc.replay.read import BadInput, Log, read
 BAD_INPUT = 2
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "replay",
-        help="tell the story of an event log",
-        description="Read an orc event log (read-only: it may be in use by a running orc) and"
-        " print its timeline, one task's history, the state at a point, or a check that every"
-        " transition was legal. Exit status: 0 ok, 1 --check found broken rules, 2 bad input.",
-    )
-    parser.add_argument(
-        "data_dir_replay",
-        nargs="?",
-        metavar="DATA_DIR",
-        help="an orc data dir (holding log/) or the log dir itself; default: ORC_DATA_DIR",
-    )
-    parser.add_argument("--task", metavar="ID", help="one task's history (an ID or its prefix)")
-    parser.add_argument(
-        "--at",
-        metavar="SEQ|TIME",
-        help="the whole state after this sequence number or RFC 3339 time",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="check that every transition was legal and every invariant holds (exit 1 if not)",
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON document")
+@dataclass(frozen=True)
+class ReplayArgs:
+    """What `orc replay` was asked (its options, parsed by orc/cmd/main.py)."""
+
+    data_dir_replay: str | None = None
+    task: str | None = None
+    at: str | None = None
+    check: bool = False
+    json: bool = False
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: ReplayArgs) -> int:
     try:
         log_dir = find_log(_data_dir(args))
-        log = read(log_dir)
+        log = read(log_dir, show_progress=True)
         status, text = _answer(args, log)
     except BadInput as exc:
         print(f"orc replay: {exc}", file=sys.stderr)
@@ -79,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+def _data_dir(args: ReplayArgs) -> Path:
     if args.data_dir_replay:
         return Path(args.data_dir_replay)
     try:
@@ -105,7 +88,7 @@ def find_log(path: Path) -> Path:
     raise BadInput(f"no event log in {path} (neither {path / 'log'} nor {path} holds .seg files)")
 
 
-def _answer(args: argparse.Namespace, log: Log) -> tuple[int, str]:
+def _answer(args: ReplayArgs, log: Log) -> tuple[int, str]:
     """The exit status and the output text; BadInput for questions the log cannot answer."""
     render = replay_render
     records, base = log.records, log.base
@@ -115,10 +98,11 @@ def _answer(args: argparse.Namespace, log: Log) -> tuple[int, str]:
         task_id = replay.find_task(records, args.task, base) if args.task else None
         if args.check:
             result = replay.check(records, base)
-            if task_id is not None:  # only that task's broken rules
+            if task_id is not None:  # only that task's broken rules, and its quarantine
                 result.violations = [
                     v for v in result.violations if replay.task_of(v.record) == task_id
                 ]
+                result.quarantined = [q for q in result.quarantined if q.task == task_id]
                 result.ok = not result.violations
             status = 0 if result.ok else 1
             return status, _out(args, log, render.check_json, render.check_text, result)
@@ -136,7 +120,7 @@ def _answer(args: argparse.Namespace, log: Log) -> tuple[int, str]:
 
 
 def _out(
-    args: argparse.Namespace,
+    args: ReplayArgs,
     log: Log,
     as_json: Callable[..., dict[str, Any]],
     as_text: Callable[..., str],

@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 import msgspec
 import trio
+from quart_trio import QuartTrio
 
+from actors import ActorRef
 from orc.clock import now
 from orc.cmd.lifecycle import (
     MAILBOX,
@@ -39,10 +41,12 @@ from orc.drivers.docker import DockerDriver
 from orc.drivers.process import ProcessDriver
 from orc.http.app import require_token
 from orc.http.events import add_event_stream
+from orc.http.metrics import add_log_metrics
 from orc.http.nodes import add_worker_node_routes
 from orc.http.worker import worker_app
 from orc.nodes.remote import auth_headers
 from orc.shell.journal import Journal
+from orc.shell.meter import LogMeter
 from orc.shell.stats import capacity
 from orc.shell.worker import Worker
 
@@ -133,6 +137,20 @@ async def watch_engine(
 # -- `orc worker` -----------------------------------------------------------------------------
 
 
+def worker_node_app(
+    worker: ActorRef, settings: Settings, journal: LogMeter, info: Callable[[], NodeInfo]
+) -> QuartTrio:
+    """The whole HTTP API of an `orc worker`: a worker's routes, and its update stream (from
+    its journal's log) and `GET /node` for its manager."""
+    app = worker_app(worker, settings.data_dir, settings.max_body)
+    every = settings.node_ttl / 3
+    add_event_stream(app, journal.log, heartbeat=every, max_streams=settings.max_streams)
+    add_worker_node_routes(app, info)
+    add_log_metrics(app, journal)
+    require_token(app, settings.token)
+    return app
+
+
 def worker_name(settings: Settings, port: int) -> str:
     return settings.worker_name or f"worker-{port}"
 
@@ -158,6 +176,7 @@ async def run_worker(
     updates_log = await open_event_log(
         settings.data_dir / "worker-log", WorkerUpdate, settings.segment_bytes
     )
+    log_meter = LogMeter.watch(updates_log)  # its appends and fsyncs, for /metrics
     docker_up = await probe_docker(settings)
     info = node_info(name, advertised(host, port), settings.data_dir, docker_up)
     current = [info]
@@ -171,11 +190,7 @@ async def run_worker(
     worker = sup.add(name, lambda: Worker(info, drivers, journal, now), mailbox_size=MAILBOX)
 
     async def start(nursery: trio.Nursery, serve: Serve) -> None:
-        app = worker_app(worker, settings.data_dir, settings.max_body)
-        every = settings.node_ttl / 3
-        add_event_stream(app, updates_log, heartbeat=every, max_streams=settings.max_streams)
-        add_worker_node_routes(app, lambda: current[0])
-        require_token(app, settings.token)
+        app = worker_node_app(worker, settings, log_meter, lambda: current[0])
         await serve(app, host, port)
         announce(f"Orc worker {name} drivers: {', '.join(info.drivers)}")
         announce(f"Starting Orc worker {name} at {host}:{port}")

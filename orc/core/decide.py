@@ -308,7 +308,10 @@ def purge(state: ClusterState, cmd: Purge, ended: EndedIndex | None = None) -> D
     index of ended tasks, so that a look costs what it purges; without one (a test, a tool) it
     is built from the state.
     """
-    cutoff = times.parse(cmd.now) - timedelta(seconds=cmd.retention)
+    try:
+        cutoff = times.parse(cmd.now) - timedelta(seconds=cmd.retention)
+    except (OverflowError, ValueError):  # a retention longer than dates go back: none is due
+        return nothing()
     reason = f"ended more than {fmt_seconds(cmd.retention)} ago (ORC_TASK_RETENTION)"
     index = ended if ended is not None else EndedIndex.of(state.tasks.values())
     due = index.due(state.tasks, cutoff, PURGE_BATCH)
@@ -389,10 +392,17 @@ def _restart(
     if clean and task.state == State.SCHEDULED:
         return ""  # a clean end of a task that never ran: nothing to restart
     previous = state.restarts.get(task.id)
-    ran_for = seconds_between(task.starts_at, at) if task.state == State.RUNNING else None
+    try:  # times come from workers and old logs: one orc cannot read is a run of unknown length
+        ran_for = seconds_between(task.starts_at, at) if task.state == State.RUNNING else None
+    except (ValueError, OverflowError):
+        ran_for = None
     p = plan(policy_of(task), clean, previous.streak if previous else 0, ran_for, settings)
     if not p.restart:
         return p.why_not
+    try:
+        not_before = later(at, p.delay)
+    except (ValueError, OverflowError):  # no backoff can be counted from it
+        return f"not restarted: its end time {at!r} is not a time orc can count from"
     return TaskRestarting(
         at=at,
         task_id=task.id,
@@ -401,7 +411,7 @@ def _restart(
         restart_count=task.restart_count + 1,
         streak=p.streak,
         delay=p.delay,
-        not_before=later(at, p.delay),
+        not_before=not_before,
         exit_code=code,
     )
 

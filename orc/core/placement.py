@@ -33,6 +33,12 @@ Policies (`ORC_SCHEDULER`):
 All policies place only on nodes that pass the filter: the task's driver, and enough memory,
 CPU and disk left given what is allocated (a task needing 0 of a resource always fits it; a
 node reporting 0 capacity of a resource is not checked for it). Ties go to the earlier node.
+
+Every function here is total on any Task: the edge refuses a spec outside the bounds of
+`orc.core.spec`, but a log an older orc wrote may hold one (a CPU of 1e308, NaN, a negative
+memory), and placement must not raise on it (it would crash the scheduler, again at every
+start). `need_of` saturates such a value just past its bound, and a task that asks for more
+than any task may is placed nowhere, with the reason.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from orc.core.model import NodeInfo, State, Task
+from orc.core.spec import MAX_BYTES, MAX_CPU
 
 if TYPE_CHECKING:
     from orc.core.state import ClusterState
@@ -59,9 +66,28 @@ PLACED_STATES = frozenset({State.SCHEDULED, State.RUNNING})
 MAX_SHAPES = 16
 
 
+CPU_LIMIT = MAX_CPU * NANO  # the most NanoCPUs a task may ask for
+TOO_MUCH_CPU = CPU_LIMIT + 1  # what a task asking for more (or for NaN) counts as
+TOO_MUCH_BYTES = MAX_BYTES + 1
+
+
 def nano_cpus(cores: float) -> int:
-    """Cores as Docker's NanoCPUs: integers, so sums and exact fits never drift."""
-    return round(cores * NANO)
+    """Cores as Docker's NanoCPUs: integers, so sums and exact fits never drift.
+
+    Total: a value outside [0, MAX_CPU] (only a log an older orc wrote can hold one) counts as
+    nothing when negative and as just past the bound when larger, infinite or NaN; `round`
+    would raise on the last two, and 1e308 cores would make every sum a 300-digit integer.
+    """
+    if 0.0 <= cores <= MAX_CPU:
+        return round(cores * NANO)
+    return 0 if cores < 0.0 else TOO_MUCH_CPU
+
+
+def _bytes_needed(n: int) -> int:
+    """Memory or disk a task asks for, within [0, MAX_BYTES + 1], as `nano_cpus` bounds CPU."""
+    if 0 <= n <= MAX_BYTES:
+        return n
+    return 0 if n < 0 else TOO_MUCH_BYTES
 
 
 # -- allocations ------------------------------------------------------------------------------
@@ -86,8 +112,8 @@ def allocations(tasks: Iterable[Task]) -> dict[str, Allocation]:
         if t.node and t.state in PLACED_STATES:
             s = sums.setdefault(t.node, [0, 0, 0, 0])
             s[0] += nano_cpus(t.cpu)
-            s[1] += t.memory
-            s[2] += t.disk
+            s[1] += _bytes_needed(t.memory)
+            s[2] += _bytes_needed(t.disk)
             s[3] += 1
     return {node: Allocation(*s) for node, s in sums.items()}
 
@@ -110,7 +136,22 @@ class Need(NamedTuple):
 
 
 def need_of(task: Task) -> Need:
-    return Need(task.driver, nano_cpus(task.cpu), task.memory, task.disk)
+    return Need(
+        task.driver, nano_cpus(task.cpu), _bytes_needed(task.memory), _bytes_needed(task.disk)
+    )
+
+
+def beyond_bounds(need: Need) -> str:
+    """Why no node may run `need` whatever it has: it asks for more than any task may (only a
+    task from an older orc's log can); "" when it does not."""
+    if need.cpu > CPU_LIMIT:
+        return f"asks for more CPU than a task may (at most {MAX_CPU} cores)"
+    pib = f"{MAX_BYTES / (1 << 50):g} PiB"
+    if need.memory > MAX_BYTES:
+        return f"asks for more memory than a task may (at most {pib})"
+    if need.disk > MAX_BYTES:
+        return f"asks for more disk than a task may (at most {pib})"
+    return ""
 
 
 # Why a node cannot run a task; the order in which they are checked and, for ties, reported.
@@ -167,7 +208,11 @@ def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -
     return f"{total} node{'s' if total != 1 else ''}: {', '.join(parts)}"
 
 
+_SAY_AT_MOST = 1 << 80  # a node may report anything: amounts past this are said as this
+
+
 def _bytes(n: int, up: bool = False) -> str:
+    n = min(n, _SAY_AT_MOST)
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{_num(n / size, up)} {unit}"
@@ -175,7 +220,7 @@ def _bytes(n: int, up: bool = False) -> str:
 
 
 def _cores(nanos: int, up: bool = False) -> str:
-    text = _num(max(nanos, 0) / NANO, up)
+    text = _num(min(max(nanos, 0), _SAY_AT_MOST) / NANO, up)
     return f"{text} core{'' if text == '1' else 's'}"
 
 
@@ -195,6 +240,8 @@ def select(
 ) -> tuple[list[int], str]:
     """Step 1: the positions of the nodes that can run `task`, and if none, why not."""
     need = need_of(task)
+    if too_much := beyond_bounds(need):
+        return [], too_much
     alloc = _alloc_list(nodes, allocated)
     fit = [i for i, (n, a) in enumerate(zip(nodes, alloc, strict=True)) if _fits(need, n, a) < 0]
     return fit, ("" if fit else reason(need, nodes, alloc))
@@ -445,6 +492,8 @@ class Placer:
     def best(self, task: Task) -> Choice:
         """Where `task` would go now (as `choose` would say), without placing it."""
         need = need_of(task)
+        if too_much := beyond_bounds(need):
+            return Choice("", too_much, self.cursor)
         if self.policy == "roundrobin":
             size = len(self.nodes)
             for step in range(1, size + 1):

@@ -37,4 +37,6 @@ def state_digest(state: ClusterState) -> str:
         h.update(_encoder.encode([state.node_seqs, state.down]))
     if state.restarts or state.unhealthy:
         h.update(_encoder.encode([state.restarts, state.unhealthy]))
+    if state.quarantined:  # as the two above: digests of logs without quarantines still match
+        h.update(_encoder.encode(state.quarantined))
     return h.hexdigest()

@@ -39,7 +39,7 @@ _PORT_NUMBER = (
     r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 )
 _PORT = rf"^{_PORT_NUMBER}(/(tcp|udp|sctp))?$"
-_HOST_PORT = rf"^({_PORT_NUMBER})?$"  # "" lets Docker choose
+_HOST_PORT = rf"^(0|{_PORT_NUMBER})?$"  # "" or "0" lets Docker choose a free port
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]*=[^\x00]*$"
 _IMAGE = (
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
@@ -88,7 +88,11 @@ Port = Annotated[
     str, msgspec.Meta(pattern=_PORT, description="a port 1-65535, optionally '/tcp', '/udp'")
 ]
 HostPortNumber = Annotated[
-    str, msgspec.Meta(pattern=_HOST_PORT, description="a host port 1-65535 as a string, or ''")
+    str,
+    msgspec.Meta(
+        pattern=_HOST_PORT,
+        description="a host port 1-65535 as a string, or '' or '0' (any free port)",
+    ),
 ]
 Empty = Annotated[dict[str, str], msgspec.Meta(max_length=0, description="an empty object {}")]
 ExposedPorts = Annotated[
@@ -117,7 +121,12 @@ Path = Annotated[
 ]
 # A UUID: how long it may be is bounded here; that it is one is checked (and the ID normalised)
 # by orc.core.validation, which says "Expected a UUID, got ..." in msgspec's style.
-TaskId = Annotated[str, msgspec.Meta(max_length=64, description="a UUID")]
+# The pattern is for the API's schema alone (`extra_json_schema`): decoding does not check it,
+# so that orc.core.validation says what is wrong in its own words.
+_UUID = r"^([0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})?$"
+TaskId = Annotated[
+    str, msgspec.Meta(max_length=64, description="a UUID", extra_json_schema={"pattern": _UUID})
+]
 Policy = Annotated[
     Literal["", "no", "on-failure", "always", "unless-stopped"],
     msgspec.Meta(description="one of '' (no), 'no', 'on-failure', 'always', 'unless-stopped'"),
@@ -168,7 +177,16 @@ class TaskEventBody(msgspec.Struct, rename=wire_name, frozen=True, forbid_unknow
     """The body of `POST /tasks`: `State` 1 or 2 runs the task, 3 stops it."""
 
     id: TaskId = ""
-    state: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, description="1, 2 or 3")] = 2
+    # the enum is for the API's schema alone: orc.core.validation checks it, in its own words
+    state: Annotated[
+        int,
+        msgspec.Meta(
+            ge=-(2**63),
+            le=2**63 - 1,
+            description="1, 2 or 3",
+            extra_json_schema={"enum": [1, 2, 3]},
+        ),
+    ] = 2
     requested_at: Time | None = None
     task: TaskBody | None = None
 

@@ -4,6 +4,10 @@
 would make replay of a long log slow for no benefit, since the manager owns its state alone.
 Tasks themselves are immutable structs, replaced on every change, so a task handed to another
 actor never changes under it. `apply` does no I/O and reads no clock.
+
+`apply` is total: it never raises, whatever the event and the state (see `apply` for what it
+does with an event it cannot apply), because the manager rebuilds its state by applying its
+whole log at every start, and a record that raised would stop orc for good.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from orc.core.events import (
     TaskUnplaced,
 )
 from orc.core.model import NodeInfo, State, Task
+from orc.core.quarantine import MAX_DETAIL, QUARANTINED, Quarantine
 from orc.core.restarts import RestartState, fmt_seconds
-from orc.core.transitions import LEGAL_PAIRS, IllegalTransition
+from orc.core.transitions import LEGAL_PAIRS, TERMINAL, IllegalTransition
 
 _replace = msgspec.structs.replace
 
@@ -66,6 +71,8 @@ class ClusterState:
     restarts: dict[str, RestartState] = field(default_factory=dict)
     # Running tasks orc is stopping because their health check failed, with the reason.
     unhealthy: dict[str, str] = field(default_factory=dict)
+    # Tasks `apply` ended Failed because it could not apply an event about them (see `apply`).
+    quarantined: dict[str, Quarantine] = field(default_factory=dict)
 
     def tasks_on(self, node: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.node == node]
@@ -84,11 +91,23 @@ def _saw(state: ClusterState, node: str, worker_seq: int) -> None:
         state.node_seqs[node] = worker_seq
 
 
+# The table turned around: the states each state may be reached from. Looking a state up in a
+# set costs a third of looking a pair up (no tuple to build and hash), and replay checks one
+# transition per event.
+_INTO = {dst: frozenset(src for src, to in LEGAL_PAIRS if to == dst) for dst in State}
+
+
 def _legal(task: Task, dst: State) -> State:
     """`dst`, if the table allows the task to move there; IllegalTransition if not."""
-    if (task.state, dst) not in LEGAL_PAIRS:
+    if task.state not in _INTO[dst]:
         raise IllegalTransition(task.id, State(task.state), dst)
     return dst
+
+
+# A handler that raises does so before it changes the task its event names, so that `_refuse`
+# finds the task as it was and no half of the event is left behind (a worker's update still
+# counts its worker seq: it was received, whatever it said). The task is looked up first: one
+# the state does not know raises KeyError, and the event is skipped.
 
 
 def _submitted(state: ClusterState, e: TaskSubmitted) -> None:
@@ -97,20 +116,26 @@ def _submitted(state: ClusterState, e: TaskSubmitted) -> None:
 
 def _unplaced(state: ClusterState, e: TaskUnplaced) -> None:
     task = state.tasks[e.task_id]
+    if task.state in TERMINAL:
+        return  # an ended task waits for no node: its error stays how it ended
     state.tasks[e.task_id] = _replace(task, error=e.reason, updated_at=e.at)
 
 
 def _scheduled(state: ClusterState, e: TaskScheduled) -> None:
     task = state.tasks[e.task_id]
+    if e.node not in state.nodes:
+        return  # a node that never joined: nothing could reach it, so the task still waits
     state.tasks[e.task_id] = _replace(
         task, state=_legal(task, _SCHEDULED), updated_at=e.at, node=e.node, error=""
     )
 
 
 def _started(state: ClusterState, e: TaskStarted) -> None:
+    task = state.tasks[e.task_id]
+    if task.node != e.node:
+        return  # a node the task is not placed on: its report is about no run of this task
     if e.worker_seq:  # 0: reported in-process, not numbered
         _saw(state, e.node, e.worker_seq)
-    task = state.tasks[e.task_id]
     state.tasks[e.task_id] = _replace(
         task,
         state=_legal(task, _RUNNING),
@@ -122,9 +147,11 @@ def _started(state: ClusterState, e: TaskStarted) -> None:
 
 
 def _exited(state: ClusterState, e: TaskExited) -> None:
+    task = state.tasks[e.task_id]
+    if task.node != e.node:
+        return  # as in `_started`
     if e.worker_seq:  # 0: reported in-process, not numbered
         _saw(state, e.node, e.worker_seq)
-    task = state.tasks[e.task_id]
     if state.restarts and state.waiting(e.task_id):
         # The end of the run that the `TaskRestarting` before it restarts: recorded only.
         state.tasks[e.task_id] = _replace(task, finished_at=e.at, exit_code=e.exit_code)
@@ -154,6 +181,8 @@ def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
             finished_at=e.at,
             error="stopped before it was placed",
         )
+    elif task.state in TERMINAL:
+        return  # nothing left to stop
     else:
         if state.waiting(e.task_id):
             # Waiting out a restart backoff: nothing runs, so it ends now, for good.
@@ -172,13 +201,17 @@ def _stop_requested(state: ClusterState, e: TaskStopRequested) -> None:
 
 def _failed(state: ClusterState, e: TaskFailed) -> None:
     task = state.tasks[e.task_id]
-    if state.restarts and state.waiting(e.task_id):
-        return  # the end of a run that a `TaskRestarting` restarts (see `_exited`)
+    if state.restarts and state.waiting(e.task_id) and not e.error.startswith(QUARANTINED):
+        return  # the end of a run that a `TaskRestarting` restarts (see `_exited`); a
+        # quarantine (`orc.core.quarantine.out_of_bounds`) ends even a task waiting to restart
     state.tasks[e.task_id] = _replace(
         task, state=_legal(task, _FAILED), updated_at=e.at, finished_at=e.at, error=e.error
     )
     state.stop_requested.discard(e.task_id)
     state.unhealthy.pop(e.task_id, None)
+    if state.restarts and e.error.startswith(QUARANTINED):
+        # quarantined at start-up (`orc.core.quarantine.out_of_bounds`): it never restarts
+        state.restarts.pop(e.task_id, None)
 
 
 def _lost(state: ClusterState, e: TaskLost) -> None:
@@ -209,6 +242,9 @@ def _restarting(state: ClusterState, e: TaskRestarting) -> None:
 
 def _restarted(state: ClusterState, e: TaskRestarted) -> None:
     task = state.tasks[e.task_id]
+    r = state.restarts.get(e.task_id)
+    if r is None or not r.waiting:
+        return  # a restart nobody waits for: the task carries on as it is
     state.tasks[e.task_id] = _replace(
         task,
         node=e.node,
@@ -218,23 +254,28 @@ def _restarted(state: ClusterState, e: TaskRestarted) -> None:
         container_id="",
         host_ports=None,
     )
-    r = state.restarts[e.task_id]
     state.restarts[e.task_id] = RestartState(r.streak, r.not_before, waiting=False)
 
 
 def _unhealthy(state: ClusterState, e: TaskUnhealthy) -> None:
     task = state.tasks[e.task_id]
+    if task.state in TERMINAL:
+        return  # a verdict on a run that is over
     state.tasks[e.task_id] = _replace(task, error=e.reason, updated_at=e.at)
     if e.stop:
         state.unhealthy[e.task_id] = e.reason
 
 
 def _purged(state: ClusterState, e: TaskPurged) -> None:
-    """The manager purges only ended tasks (`decide.purge`); `orc replay --check` checks it."""
+    """The manager purges only ended tasks (`decide.purge`): one that has not ended stays."""
+    if state.tasks[e.task_id].state not in TERMINAL:
+        return
     del state.tasks[e.task_id]
     state.stop_requested.discard(e.task_id)
     state.restarts.pop(e.task_id, None)
     state.unhealthy.pop(e.task_id, None)
+    if state.quarantined:
+        state.quarantined.pop(e.task_id, None)
 
 
 def _node_joined(state: ClusterState, e: NodeJoined) -> None:
@@ -276,9 +317,53 @@ _HANDLERS: dict[type, Callable[[ClusterState, Any], None]] = {
 
 
 def apply(state: ClusterState, event: AnyEvent) -> ClusterState:
-    """Fold one event into the state. Raises IllegalTransition for an event the table forbids."""
-    _HANDLERS[type(event)](state, event)
+    """Fold one event into the state. Never raises, whatever the event and the state.
+
+    The manager only logs events its decisions allow, so every rule below is for records it
+    would not write: those of an older orc, of a bug, or of a surprised worker. Live and in
+    replay alike (it is the same function, so the manager and `orc replay` always agree):
+
+    - An event that would change what a correct manager never lets it change is skipped: it
+      names a task the state does not know (never submitted, or purged), places a task on a
+      node that never joined, reports a start or an exit from a node the task is not placed
+      on, restarts a task that waits for no restart, purges a task that has not ended, or
+      notes something about an ended task (why it waits, a health verdict, a stop request).
+    - An event that would move a task along a transition the table forbids (a start after the
+      task completed), or that cannot be applied at all, quarantines the task: it ends Failed,
+      its `Error` says what was refused, and `state.quarantined` records it (see `_refuse`).
+      Skipping that event instead would leave the task in a state the log contradicts, and
+      the task might run twice; Failed ends it where everybody can see it.
+    """
+    try:
+        _HANDLERS[type(event)](state, event)
+    except Exception as exc:  # total by design: see the docstring
+        _refuse(state, event, exc)
     return state
+
+
+def _refuse(state: ClusterState, event: AnyEvent, exc: Exception) -> None:
+    """What `apply` does with an event its handler raised on, before changing anything: skip
+    it when it names no task the state knows, else quarantine that task (see `apply`)."""
+    task_id = event.task.id if isinstance(event, TaskSubmitted) else getattr(event, "task_id", None)
+    task = state.tasks.get(task_id) if isinstance(task_id, str) else None
+    if task is None:
+        return
+    if isinstance(exc, IllegalTransition):
+        kind, detail = (
+            "illegal-transition",
+            f"illegal transition {exc.src.label} -> {exc.dst.label}",
+        )
+    else:
+        kind, detail = "impossible", f"{type(exc).__name__}: {exc}"[:MAX_DETAIL]
+    at = event.at
+    record = Quarantine(event=type(event).__name__, at=at, kind=kind, detail=detail)
+    state.tasks[task.id] = _replace(
+        task, state=_FAILED, updated_at=at, finished_at=at, error=record.reason
+    )
+    state.quarantined[task.id] = record
+    state.stop_requested.discard(task.id)
+    state.restarts.pop(task.id, None)
+    state.unhealthy.pop(task.id, None)
 
 
 def replay(events: Iterable[AnyEvent], state: ClusterState | None = None) -> ClusterState:
@@ -286,14 +371,19 @@ def replay(events: Iterable[AnyEvent], state: ClusterState | None = None) -> Clu
     or from nothing.
 
     The loop is `apply`'s body, inlined: at a million events a second, a call per event is a
-    tenth of the time. The garbage collector is paused meanwhile: a replay makes millions of
-    objects that all stay alive, and collections would only walk them again and again.
+    tenth of the time. Its `try` costs nothing until a handler raises (Python 3.11's
+    exceptions are free when none is raised); an error while reading the log is not caught.
+    The garbage collector is paused meanwhile: a replay makes millions of objects that all
+    stay alive, and collections would only walk them again and again.
     """
     state = state if state is not None else ClusterState()
     handlers = _HANDLERS
     with collector_paused():
         for event in events:
-            handlers[type(event)](state, event)
+            try:
+                handlers[type(event)](state, event)
+            except Exception as exc:  # as in `apply`
+                _refuse(state, event, exc)
     return state
 
 

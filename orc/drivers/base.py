@@ -4,6 +4,7 @@ how a workload ended, why it could not start, and the files a task's working dir
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -20,22 +21,81 @@ class Exit(msgspec.Struct, frozen=True):
     error: str
 
 
+class ExitRecord(msgspec.Struct, frozen=True):
+    """The `exit` file: how one launch of a task ended. `launch` and `attempt` (the task's
+    `RestartCount` then) tell this launch's end from an earlier one's after a restart of orc;
+    files written before orc recorded them decode with the defaults."""
+
+    code: int | None
+    error: str
+    launch: str = ""
+    attempt: int = 0
+
+    @property
+    def exit(self) -> Exit:
+        return Exit(self.code, self.error)
+
+
 # Both drivers keep, per task, a working directory with the task's output (`stdout`,
 # `stderr`) and how it ended (`exit`): what outlives the process or container, for logs and
 # for a worker that restarts. These are blocking file calls: run them in a thread.
 
 
-def record_exit(workdir: Path, result: Exit) -> None:
+def record_exit(workdir: Path, result: Exit, launch: str = "", attempt: int = 0) -> None:
+    """Write the `exit` file (a new file renamed into place, so a reader never sees a part)."""
     with contextlib.suppress(OSError):
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "exit").write_bytes(msgspec.json.encode(result))
+        tmp = workdir / ".exit.new"
+        tmp.write_bytes(msgspec.json.encode(ExitRecord(result.code, result.error, launch, attempt)))
+        tmp.rename(workdir / "exit")
 
 
-def recorded_exit(workdir: Path) -> Exit | None:
+def read_exit_record(workdir: Path) -> ExitRecord | None:
     try:
-        return msgspec.json.decode((workdir / "exit").read_bytes(), type=Exit)
+        return msgspec.json.decode((workdir / "exit").read_bytes(), type=ExitRecord)
     except (OSError, msgspec.DecodeError):
         return None
+
+
+def run_key(task: Task) -> tuple[str | None, int]:
+    """Which run of a task this is: its incarnation (`CreatedAt`, set by the manager when the
+    task is submitted, so an ID submitted again once the first was forgotten is a new task) and
+    its attempt (`RestartCount`: a restart is a new attempt). Each runs at most once."""
+    return task.created_at, task.restart_count
+
+
+class LaunchIntent(msgspec.Struct, frozen=True):
+    """The first line of a task's `launch` file, written before anything is started: which
+    attempt of the task is meant to run, under which launch ID. A driver's launch IDs start
+    with an ID of its own run, so one it finds tells its own launches from an earlier orc's
+    (after a restart: the order to run that attempt came again, and must not run it twice).
+    The process driver's shims append marks after it (see orc/drivers/shim.py)."""
+
+    launch: str
+    attempt: int
+    task: Task
+
+
+def read_intent(workdir: Path) -> tuple[LaunchIntent, list[bytes]] | None:
+    """The intent and the marks after it; None when there is none (or only an empty file: a
+    spare's, or an intent cut short before anything was asked for)."""
+    try:
+        data = (workdir / "launch").read_bytes()
+    except OSError:
+        return None
+    first, _, rest = data.partition(b"\n")
+    try:
+        return msgspec.json.decode(first, type=LaunchIntent), rest.split()
+    except msgspec.DecodeError:
+        return None
+
+
+def write_intent(workdir: Path, intent: LaunchIntent) -> None:
+    fd = os.open(workdir / "launch", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, msgspec.json.encode(intent) + b"\n")
+    finally:
+        os.close(fd)
 
 
 def read_output(workdir: Path) -> tuple[bytes, bytes]:
@@ -92,12 +152,19 @@ def own_handle(handle: Handle, kind: type[H]) -> H:
 class Driver(Protocol):
     """What the Worker asks of a driver. Every call is async: drivers do their blocking work
     (files, processes, the Docker SDK) in threads, never on the event loop.
+
+    A task's run is identified by its ID and `run_key` (its submission and its attempt): a
+    driver runs each at most once per data directory, even when the order to run it comes again
+    after a restart of orc. Within one run of the driver, `start` on a task that ended starts it
+    again (the Worker never asks that of an attempt it has seen).
     """
 
     name: str
 
-    async def start(self, task: Task) -> Handle:
-        """Run the task; LaunchError with the reason when it cannot."""
+    async def start(self, task: Task) -> Handle | Exit:
+        """Run the task: its handle. LaunchError with the reason when it cannot start. When
+        this attempt already ran before orc restarted (the order came again), nothing starts:
+        the handle of the workload that still runs, or how it ended."""
         ...
 
     async def wait(self, handle: Handle) -> Exit:
@@ -110,9 +177,10 @@ class Driver(Protocol):
         return once it has ended."""
         ...
 
-    async def find(self, task_id: str) -> Handle | Exit | None:
-        """After a restart: the live workload to adopt (a handle), how it ended (an Exit), or
-        None if it never ran. DriverUnavailable when the driver cannot tell now."""
+    async def find(self, task: Task) -> Handle | Exit | None:
+        """After a restart: the live workload of this attempt of the task to adopt (a handle),
+        how it ended (an Exit), or None if it never started. DriverUnavailable when the driver
+        cannot tell now."""
         ...
 
     async def saved_tasks(self) -> list[Task]:
@@ -137,3 +205,46 @@ class DriverUnavailable(Exception):
 
 class LaunchError(Exception):
     """The workload could not be started; the message is the task's `Error`."""
+
+
+# -- what a task's workload is given ---------------------------------------------------------
+
+
+def task_variables(task: Task) -> dict[str, str]:
+    """The variables orc sets in every task's environment, over any of the task's own."""
+    variables = {"ORC_TASK_ID": task.id}
+    if task.name:
+        variables["ORC_TASK_NAME"] = task.name
+    return variables
+
+
+def task_environment(task: Task) -> dict[str, str]:
+    """The task's `Env` (`NAME=value` items, a later one winning) and then orc's variables:
+    all a workload gets of its environment from orc, never orc's own. LaunchError for an item
+    no process could be given (no `=`, an empty name, a NUL byte): the edge refuses those, and
+    this keeps an older log or another caller from crashing a launch with one."""
+    env: dict[str, str] = {}
+    for item in task.env or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name or "\0" in item:
+            raise LaunchError(f"Env item {item!r} is not NAME=value without NUL bytes")
+        env[name] = value
+    env.update(task_variables(task))
+    return env
+
+
+def checked_cmd(task: Task) -> list[str]:
+    """The task's `Cmd` (possibly empty: an image has its own), LaunchError for a NUL byte."""
+    argv = list(task.cmd or ())
+    for arg in argv:
+        if "\0" in arg:
+            raise LaunchError(f"Cmd item {arg!r} holds a NUL byte, which no program can be given")
+    return argv
+
+
+def task_argv(task: Task) -> list[str]:
+    """The task's `Cmd` as a process's argv: LaunchError for an empty one or a NUL byte."""
+    argv = checked_cmd(task)
+    if not argv or not argv[0]:
+        raise LaunchError("Cmd is empty: there is no program to start")
+    return argv

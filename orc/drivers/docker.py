@@ -19,6 +19,7 @@ orc restart just as the process driver does.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -42,10 +43,16 @@ from orc.drivers.base import (
     Exit,
     Handle,
     LaunchError,
+    LaunchIntent,
+    checked_cmd,
     own_handle,
+    read_exit_record,
+    read_intent,
     read_output,
     record_exit,
-    recorded_exit,
+    run_key,
+    task_environment,
+    write_intent,
 )
 
 log = logging.getLogger("orc.docker")
@@ -56,6 +63,7 @@ LABEL_TASK = "orc.task-id"
 LABEL_NODE = "orc.node"
 LABEL_CLUSTER = "orc.cluster"
 LABEL_SPEC = "orc.task"
+LABEL_LAUNCH = "orc.launch"
 
 IMAGE_CACHE_S = 10.0  # how long an image's inspect is reused between launches
 
@@ -73,15 +81,31 @@ class EngineUnavailable(Exception):
 
 
 class DockerHandle(Handle):
-    """A container that runs a task: one we started, or one adopted after a restart. All the
-    driver needs of it is on every handle (`container_id`); the type says whose it is."""
+    """A container that runs a task: one we started, or one adopted after a restart. The
+    driver needs `container_id` (on every handle) and the run's `launch` ID and `attempt`,
+    which go into its exit record."""
 
-    __slots__ = ()
+    __slots__ = ("attempt", "launch")
 
     def __init__(
-        self, task_id: str, container_id: str, host_ports: dict[str, list[HostPort]] | None
+        self,
+        task_id: str,
+        container_id: str,
+        host_ports: dict[str, list[HostPort]] | None,
+        launch: str = "",
+        attempt: int = 0,
     ) -> None:
         super().__init__(task_id, container_id, host_ports)
+        self.launch = launch
+        self.attempt = attempt
+
+
+def _run_of(container: dict[str, Any]) -> tuple[str | None, int] | None:
+    """Which run of its task (`run_key`) a listed container runs; None if it cannot tell."""
+    try:
+        return run_key(msgspec.json.decode(container["Labels"][LABEL_SPEC], type=Task))
+    except (KeyError, TypeError, msgspec.DecodeError):
+        return None
 
 
 def _port_key(port: str) -> str:
@@ -136,6 +160,9 @@ class DockerDriver:
         self._client: docker.DockerClient | None = None
         self._images: dict[str, tuple[float, dict[str, Any]]] = {}
         self._client_lock = threading.Lock()
+        # launch IDs: this driver's own start with `_ours` (see base.LaunchIntent)
+        self._ours = f"{uuid.uuid4().hex[:12]}."
+        self._launches = itertools.count(1)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -203,9 +230,12 @@ class DockerDriver:
 
     # -- launch --------------------------------------------------------------------------------
 
-    async def start(self, task: Task) -> DockerHandle:
+    async def start(self, task: Task) -> DockerHandle | Exit:
+        cmd = checked_cmd(task)
+        env = [f"{name}={value}" for name, value in task_environment(task).items()]
+        launch = f"{self._ours}{next(self._launches)}"
         try:
-            container_id, host_ports = await self._call(self._start_sync, task)
+            return await self._call(self._start_sync, task, cmd, env, launch)
         except EngineUnavailable as exc:
             raise LaunchError(str(exc)) from None
         except _UNREACHABLE as exc:
@@ -213,22 +243,35 @@ class DockerDriver:
         except docker.errors.APIError as exc:
             reason = exc.explanation or exc
             raise LaunchError(f"docker could not run {task.image}: {reason}") from None
-        return DockerHandle(task.id, container_id, host_ports)
+        except OSError as exc:
+            raise LaunchError(f"cannot prepare {self.workdir(task.id)}: {exc}") from None
 
-    def _start_sync(self, task: Task) -> tuple[str, dict[str, list[HostPort]] | None]:
+    def _start_sync(
+        self, task: Task, cmd: list[str], env: list[str], launch: str
+    ) -> DockerHandle | Exit:
         """Create, start, inspect: the low-level API, three engine calls (the image's own
-        inspect is cached for a few seconds), as few as a direct SDK launch makes."""
+        inspect is cached for a few seconds), as few as a direct SDK launch makes. The intent
+        is written first; a task seen before by an earlier orc is looked for first (`find`),
+        so an attempt whose order comes again after a restart never runs twice."""
         workdir = self.workdir(task.id)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "exit").unlink(missing_ok=True)  # an earlier run's end
+        try:
+            workdir.mkdir(parents=True)
+        except FileExistsError:
+            earlier = read_intent(workdir)
+            if earlier is None or not earlier[0].launch.startswith(self._ours):
+                found = self._find_sync(task)
+                if found is not None:
+                    return found
+            (workdir / "exit").unlink(missing_ok=True)  # an earlier run's end
+        write_intent(workdir, LaunchIntent(launch, task.restart_count, task))
         api = self.client().api
         try:
             image = self._image(api, task.image)
-            cid = self._create(api, task, self._create_options(api, task, image))
+            cid = self._create(api, task, self._create_options(api, task, image, cmd, env, launch))
         except docker.errors.ImageNotFound:
             self._images.pop(task.image, None)  # removed since we looked: look (or pull) again
             image = self._image(api, task.image)
-            cid = self._create(api, task, self._create_options(api, task, image))
+            cid = self._create(api, task, self._create_options(api, task, image, cmd, env, launch))
         try:
             api.start(cid)
             attrs = api.inspect_container(cid)
@@ -236,11 +279,19 @@ class DockerDriver:
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_container(cid, force=True)
             raise
-        return cid, _host_ports(attrs)
+        return DockerHandle(task.id, cid, _host_ports(attrs), launch, task.restart_count)
 
     def _create_options(
-        self, api: docker.APIClient, task: Task, image: dict[str, Any]
+        self,
+        api: docker.APIClient,
+        task: Task,
+        image: dict[str, Any],
+        cmd: list[str],
+        env: list[str],
+        launch: str,
     ) -> dict[str, Any]:
+        """The container's settings. Its environment is the task's `Env` and orc's task
+        variables (the image's own ENV under them), nothing of orc's."""
         exposed = set((image.get("Config") or {}).get("ExposedPorts") or {})
         exposed |= {_port_key(p) for p in task.exposed_ports or {}}
         bindings = {_port_key(p): h for p, h in (task.port_bindings or {}).items()}
@@ -258,13 +309,14 @@ class DockerDriver:
         )
         return {
             "image": task.image,
-            "command": list(task.cmd) if task.cmd else None,
-            "environment": list(task.env or ()),
+            "command": cmd or None,
+            "environment": env,
             "labels": {
                 LABEL_TASK: task.id,
                 LABEL_NODE: self.node,
                 LABEL_CLUSTER: self.cluster,
                 LABEL_SPEC: msgspec.json.encode(task).decode(),
+                LABEL_LAUNCH: launch,
             },
             "ports": [tuple(port.split("/", 1)) for port in sorted(exposed)],
             "host_config": host_config,
@@ -361,15 +413,16 @@ class DockerDriver:
             gone = isinstance(exc, docker.errors.NotFound)
             reason = "was removed outside orc" if gone else f"could not be followed: {exc}"
             result = Exit(None, f"container {cid[:12]} {reason}")
-            record_exit(self.workdir(handle.task_id), result)
+            record_exit(self.workdir(handle.task_id), result, handle.launch, handle.attempt)
             return result
         spec = (attrs.get("HostConfig") or {}).get("Memory") or 0
         result = _exit_of(attrs.get("State") or {}, spec)
-        self._archive(client, handle.task_id, handle.container_id, result)
+        self._archive(client, handle, result)
         return result
 
-    def _archive(self, client: docker.DockerClient, task_id: str, cid: str, result: Exit) -> None:
+    def _archive(self, client: docker.DockerClient, handle: DockerHandle, result: Exit) -> None:
         """Keep the container's output and how it ended, then remove the container."""
+        task_id, cid = handle.task_id, handle.container_id
         workdir = self.workdir(task_id)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -382,7 +435,7 @@ class DockerDriver:
             f.write(out)
         with open(workdir / "stderr", "ab") as f:
             f.write(err)
-        record_exit(workdir, result)
+        record_exit(workdir, result, handle.launch, handle.attempt)
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(cid, force=True)
 
@@ -403,27 +456,49 @@ class DockerDriver:
 
     # -- recovery ------------------------------------------------------------------------------
 
-    async def find(self, task_id: str) -> DockerHandle | Exit | None:
-        """After a restart: the running container to adopt, how it ended, or None."""
+    async def find(self, task: Task) -> DockerHandle | Exit | None:
+        """After a restart: the running container of this attempt to adopt, how it ended, or
+        None if it never ran."""
         try:
-            return await self._call(self._find_sync, task_id)
+            return await self._call(self._find_sync, task)
         except (*_UNREACHABLE, EngineUnavailable) as exc:
             raise DriverUnavailable(f"cannot look for its container: {exc}") from None
 
-    def _find_sync(self, task_id: str) -> DockerHandle | Exit | None:
+    def _find_sync(self, task: Task) -> DockerHandle | Exit | None:
+        """A container made but never started (orc died between create and start) runs the
+        run that was meant: it is started now and adopted, never made again."""
         client = self.client()
-        containers = self._containers(task_id)
+        attempt = task.restart_count
+        run = run_key(task)
+        containers = [c for c in self._containers(task.id) if _run_of(c) == run]
         running = [c for c in containers if c["State"] in ("running", "restarting", "paused")]
-        for c in running[:1] or containers[:1]:
+        created = [c for c in containers if c["State"] == "created"]
+        for c in running[:1] or created[:1] or containers[:1]:
+            handle = DockerHandle(
+                task.id, c["Id"], None, (c.get("Labels") or {}).get(LABEL_LAUNCH, ""), attempt
+            )
             with contextlib.suppress(docker.errors.NotFound):
+                if c in created:
+                    log.warning(
+                        "task %s: starting container %s, made before orc stopped",
+                        task.id,
+                        c["Id"][:12],
+                    )
+                    client.api.start(c["Id"])  # already started (304): nothing happens
                 attrs = client.api.inspect_container(c["Id"])
-                if c in running:
-                    return DockerHandle(task_id, c["Id"], _host_ports(attrs))
+                if (attrs.get("State") or {}).get("Running") or c in running:
+                    handle.host_ports = _host_ports(attrs)
+                    return handle
                 memory = (attrs.get("HostConfig") or {}).get("Memory") or 0
                 result = _exit_of(attrs.get("State") or {}, memory)
-                self._archive(client, task_id, c["Id"], result)
+                self._archive(client, handle, result)
                 return result
-        return recorded_exit(self.workdir(task_id))
+        # no container: if this run's was made, it ended and was removed; its end is recorded
+        workdir = self.workdir(task.id)
+        intent, ended = read_intent(workdir), read_exit_record(workdir)
+        if intent is None or ended is None or run_key(intent[0].task) != run:
+            return None
+        return ended.exit if ended.launch == intent[0].launch else None
 
     async def saved_tasks(self) -> list[Task]:
         """Tasks with a container of this node and cluster (to adopt after a restart)."""

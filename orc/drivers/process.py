@@ -1,26 +1,47 @@
 """The process driver: a task's `Cmd` as a local process, like Nomad's raw_exec.
 
-Each task gets a working directory `<root>/<task id>/` holding `stdout`, `stderr`, `run.json`
-(the task, its pid and the process's start time) written once the process runs, and `exit`
-written once it has ended. Those files are the driver's memory across an orc restart: `find`
-reads them to adopt a process that outlived orc, or to report how it ended.
+Each task gets a working directory `<root>/<task id>/`. Its process is started, waited for and
+recorded by a small supervisor of its own, a shim (`orc/drivers/shim.py`, forked by a launcher
+the driver starts once), which outlives the worker: a task that ends while orc is down keeps
+its real exit status. The worker and the shim speak through the directory's files:
+
+- `launch`: the intent, written by the worker **before** it asks for the process: the task,
+  its attempt (`RestartCount`) and a launch ID. A launch is carried out only while its intent
+  stands, and the directory's lock (held by the launcher, then by the shim for as long as it
+  lives) tells recovery whether a shim is alive. So after a SIGKILL at any instant a restarted
+  worker finds the run that was started (and adopts it) or knows that none was (and starts
+  one): an attempt is never started twice.
+- `run.json`: written by the shim once the process runs: the task, the pids and start times
+  of the process and of the shim.
+- `exit`: written by the shim once the process has ended: its code and error.
+- `stdout`, `stderr`: the task's output, appended to across its runs.
+
+The process gets a clean environment: a minimal PATH, HOME (its working directory), the task's
+`Env` and orc's `ORC_TASK_ID` and `ORC_TASK_NAME`; nothing of orc's own environment.
 
 Creating a file or directory can cost a millisecond on some disks (it does on the benchmark
-machine), and a launch needs four. So the driver keeps a few spare working directories, with
+machine), and a launch needs several. So the driver keeps a few spare working directories, with
 their empty files, ready in `<root>/.spare/` (`keep_spares`, run in the worker's nursery): a
 launch renames one to `<root>/<task id>/`, which costs a few microseconds, and the next spare
 is made in the background. Without a spare (a burst used them all, or the disk refused) a
-launch makes its directory itself, as before.
+launch makes its directory itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import itertools
 import logging
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -28,82 +49,152 @@ import trio
 
 from orc.core.model import Task
 from orc.drivers.base import (
+    DriverUnavailable,
     Exit,
     Handle,
     LaunchError,
+    LaunchIntent,
     own_handle,
+    read_exit_record,
+    read_intent,
     read_output,
     record_exit,
-    recorded_exit,
+    run_key,
+    task_argv,
+    task_environment,
+    write_intent,
 )
+from orc.drivers.shim import ABANDONED, EXIT, LAUNCH, OUTPUT, RUN, SPAWNING, start_ticks
 
 log = logging.getLogger("orc.drivers.process")
 
 SPARES = 8  # spare working directories kept ready
-_OUTPUT = ("stdout", "stderr")
+TASK_PATH = "/usr/local/bin:/usr/bin:/bin"  # the PATH a task gets unless its Env sets one
+LAUNCH_TIMEOUT = 30.0  # seconds a launch waits for the launcher's answer before reading files
+SETTLE_TIMEOUT = 10.0  # seconds recovery waits for a shim that is starting its process
+SHIM = Path(__file__).with_name("shim.py")
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
+# why an exit status is unknown, as the task's Error
+UNKNOWN_ADOPTED = (
+    "exit status unknown: orc adopted this process after a restart and a process that is not"
+    " orc's child cannot be asked how it ended"
+)
+UNKNOWN_ENDED = "the process ended while orc was not running; its exit status is unknown"
+UNKNOWN_SHIM_GONE = (
+    "exit status unknown: the process's supervisor (its shim) ended without recording how it ended"
+)
+UNCERTAIN_START = (
+    "orc stopped while this task's process was being started, and the process's supervisor"
+    " ended too, so orc cannot tell whether it started; it is not started again"
+)
 
-async def _exited(pid: int) -> None:
-    """Until process `pid` has ended: a pidfd is readable then, child of orc or not."""
+
+def process_environment(task: Task, workdir: Path) -> dict[str, str]:
+    """All a task's process gets of its environment: a minimal PATH and HOME (its working
+    directory, so what it keeps in ~ stays with the task), then its own `Env`, then orc's
+    task variables. Never orc's own environment: it may hold ORC_TOKEN."""
+    return {"PATH": TASK_PATH, "HOME": str(workdir), **task_environment(task)}
+
+
+async def _exited(pid: int, ticks: int = 0) -> None:
+    """Until process `pid` (started at `ticks`, when known) has ended: a pidfd is readable
+    then, child of orc or not. A pid that now names another process means ours has ended."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
+        if ticks and start_ticks(pid, zombie=True) not in (ticks, None):
+            return
         await trio.lowlevel.wait_readable(fd)
     finally:
         os.close(fd)
 
 
 class ProcessHandle(Handle):
-    """A running process: one we started (`process`, which can tell its exit status), or one
-    adopted after a restart (`process` None: not our child, so its status is unknown)."""
+    """A task's process: `pid` (also its process group) and its start time, and its shim's
+    pid and start time, which the worker waits on (0 for a process without a shim: one
+    adopted from an orc that had none, or whose shim died, so its exit status is unknown).
+    `launch` and `attempt` name the run, as its records do."""
 
-    __slots__ = ("pid", "process")
+    __slots__ = ("attempt", "launch", "pid", "shim_pid", "shim_ticks", "start_ticks")
 
-    def __init__(self, task_id: str, pid: int, process: subprocess.Popen[bytes] | None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        pid: int,
+        start_ticks: int = 0,
+        shim_pid: int = 0,
+        shim_ticks: int = 0,
+        launch: str = "",
+        attempt: int = 0,
+    ) -> None:
         super().__init__(task_id)
         self.pid = pid
-        self.process = process
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _start_time(pid: int) -> int | None:
-    """When a live process started, in clock ticks since boot (None if it is gone or only a
-    zombie): with its pid, a process's identity, since pids are reused. Read from /proc
-    directly because psutil costs a millisecond here, on the launch path."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] == b"Z":
-        return None
-    return int(fields[19])
+        self.start_ticks = start_ticks
+        self.shim_pid = shim_pid
+        self.shim_ticks = shim_ticks
+        self.launch = launch
+        self.attempt = attempt
 
 
 class RunRecord(msgspec.Struct, frozen=True):
-    """Written once the process runs: what to adopt after a restart, and how to know it."""
+    """`run.json`, written by the shim once the process runs. Records written before orc had
+    shims hold only the task, the pid and its start time: they decode with the defaults."""
 
     task: Task
     pid: int
     start_ticks: int
+    attempt: int = 0
+    launch: str = ""
+    shim_pid: int = 0
+    shim_ticks: int = 0
+
+    def handle(self) -> ProcessHandle:
+        return ProcessHandle(
+            self.task.id,
+            self.pid,
+            self.start_ticks,
+            self.shim_pid,
+            self.shim_ticks,
+            self.launch,
+            self.attempt,
+        )
+
+
+class LaunchRequest(msgspec.Struct, frozen=True):
+    """A line to the launcher: start `argv` with `env` in `dir` for this launch."""
+
+    launch: str
+    dir: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+class LaunchReply(msgspec.Struct, frozen=True):
+    """A line from the launcher or a shim: the process runs (`pid`...), could not start
+    (`error`), or the request was not carried out (`resolve`: read the files)."""
+
+    launch: str
+    pid: int = 0
+    start_ticks: int = 0
+    shim_pid: int = 0
+    shim_ticks: int = 0
+    error: str = ""
+    resolve: str = ""
+
+
+# -- the working directory's files (blocking: called in threads) ---------------------------------
 
 
 def _make_spare(spares: Path) -> Path:
-    """A spare working directory: what `_prepare` would make, for a task not known yet."""
+    """A spare working directory with the files a launch writes, for a task not known yet."""
     spares.mkdir(parents=True, exist_ok=True)
     spare = spares / str(uuid.uuid4())
     spare.mkdir()
-    for name in (*_OUTPUT, "run.json"):
+    # the files a run writes, and the ones its shim writes then renames into place
+    for name in (*OUTPUT, LAUNCH, f".{RUN}.new", f".{EXIT}.new"):
         os.close(os.open(spare / name, _FLAGS, 0o644))
     return spare
 
@@ -117,9 +208,115 @@ def _old_spares(spares: Path) -> list[Path]:
         return []
 
 
-def _prepare(workdir: Path, spare: Path | None) -> tuple[int, int, bool]:
-    """A fresh working directory (stale records of an earlier run removed) and its log files;
-    also whether `spare` became the working directory (it can only when there is none yet)."""
+def _read_run(workdir: Path) -> RunRecord | None:
+    try:
+        return msgspec.json.decode((workdir / RUN).read_bytes(), type=RunRecord)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+@contextlib.contextmanager
+def _dir_lock(workdir: Path) -> Iterator[bool]:
+    """Try the directory's lock: True when we hold it now, so no shim of the task is alive and
+    none can be forked until we let go; False when one is (or is being forked)."""
+    fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
+def _resolve(workdir: Path, task: Task) -> ProcessHandle | Exit | None:
+    """What became of this run of `task` (`run_key`) from its files: the live process to
+    adopt, how it ended, or None when it never started (its intent, if any, is then marked
+    abandoned, so a launcher that still holds the request will not start it late).
+    DriverUnavailable when a shim holds the directory but records no process for a while."""
+    found = read_intent(workdir)
+    if found is None:
+        return _resolve_unlaunched(workdir, task)
+    intent, _ = found
+    if run_key(intent.task) != run_key(task):
+        return None  # an earlier run's files: this one was never asked for
+    ended = read_exit_record(workdir)
+    if ended is not None and ended.launch == intent.launch:
+        return ended.exit  # the common case after a restart, without the lock
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        with _dir_lock(workdir) as mine:
+            ended = read_exit_record(workdir)
+            if ended is not None and ended.launch == intent.launch:
+                return ended.exit
+            record = _read_run(workdir)
+            if record is not None and record.launch != intent.launch:
+                record = None
+            if mine:
+                return _without_shim(workdir, intent, record)
+            if record is not None:
+                return record.handle()  # its shim runs, and so (until it records) does it
+        # a shim is being forked or is starting the process: it records it in a moment
+        if time.monotonic() > deadline:
+            raise DriverUnavailable(
+                f"the supervisor of {workdir.name} has recorded no process for {SETTLE_TIMEOUT:g} s"
+            )
+        time.sleep(0.01)
+
+
+def _without_shim(
+    workdir: Path, intent: LaunchIntent, record: RunRecord | None
+) -> ProcessHandle | Exit | None:
+    """`_resolve` when no shim is alive and we hold the lock, so the files are final."""
+    if record is not None:
+        # its shim died (killed) without recording the end: the process may live on
+        if start_ticks(record.pid) == record.start_ticks:
+            return ProcessHandle(
+                record.task.id,
+                record.pid,
+                record.start_ticks,
+                launch=intent.launch,
+                attempt=intent.attempt,
+            )
+        result = Exit(None, UNKNOWN_SHIM_GONE)
+    else:
+        _, marks = read_intent(workdir) or (intent, [])
+        if SPAWNING not in marks:
+            if ABANDONED not in marks:
+                with open(workdir / LAUNCH, "ab") as f:
+                    f.write(ABANDONED + b"\n")
+            return None
+        result = Exit(None, UNCERTAIN_START)
+    record_exit(workdir, result, intent.launch, intent.attempt)
+    return result
+
+
+def _resolve_unlaunched(workdir: Path, task: Task) -> ProcessHandle | Exit | None:
+    """A directory without an intent: nothing was asked, or an orc from before shims ran the
+    task (its `run.json` then names the process, which is adopted without an exit status)."""
+    record = _read_run(workdir)
+    if record is None or record.launch or run_key(record.task) != run_key(task):
+        return None
+    ended = read_exit_record(workdir)
+    if ended is not None:
+        return ended.exit
+    if start_ticks(record.pid) == record.start_ticks:
+        return ProcessHandle(
+            record.task.id, record.pid, record.start_ticks, attempt=task.restart_count
+        )
+    return Exit(None, UNKNOWN_ENDED)
+
+
+def _prepare_launch(
+    workdir: Path, task: Task, launch: str, spare: Path | None, ours: str
+) -> bool | ProcessHandle | Exit:
+    """Everything a launch does in files before the process is asked for, in one trip to a
+    thread: the working directory (a spare renamed, or made) and the intent. Returns whether
+    `spare` became the directory; or, when this run of the task (`run_key`) was launched
+    before orc restarted (its intent is not one of this driver's, whose launch IDs start with
+    `ours`), what became of it."""
     used = False
     if spare is not None and not workdir.exists():
         try:
@@ -131,46 +328,160 @@ def _prepare(workdir: Path, spare: Path | None) -> tuple[int, int, bool]:
         try:
             workdir.mkdir(parents=True)
         except FileExistsError:
-            for stale in ("run.json", "exit"):
+            earlier = read_intent(workdir)
+            if earlier is None or not earlier[0].launch.startswith(ours):
+                found = _resolve(workdir, task)
+                if found is not None:
+                    return found
+            for stale in (RUN, EXIT):  # a run of this task ended before: this is a new one
                 (workdir / stale).unlink(missing_ok=True)
-    out = os.open(workdir / "stdout", _FLAGS, 0o644)
-    try:
-        return out, os.open(workdir / "stderr", _FLAGS, 0o644), used
-    except OSError:
-        os.close(out)
-        raise
+    write_intent(workdir, LaunchIntent(launch, task.restart_count, task))
+    return used
 
 
-def _spawn(
-    workdir: Path, task: Task, env: dict[str, str], spare: Path | None
-) -> tuple[subprocess.Popen[bytes], bool]:
-    """Everything a launch does that blocks, in one trip to a thread: the working directory,
-    the output files, the process (in a session of its own, so that a stop reaches its
-    children and it outlives a killed orc) and its run record. Also whether it used `spare`."""
-    out, err, used = _prepare(workdir, spare)
-    try:
-        popen = subprocess.Popen(
-            list(task.cmd or ()),
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    finally:
-        os.close(out)
-        os.close(err)
-    record = RunRecord(task, popen.pid, _start_time(popen.pid) or 0)
-    (workdir / "run.json").write_bytes(msgspec.json.encode(record))
-    return popen, used
-
-
-def _read_run(workdir: Path) -> RunRecord | None:
-    try:
-        return msgspec.json.decode((workdir / "run.json").read_bytes(), type=RunRecord)
-    except (OSError, msgspec.DecodeError):
+def _after_shim(workdir: Path, handle: ProcessHandle) -> Exit | None:
+    """How the process ended, once its shim has: its record; or None when the shim ended
+    first (killed) and the process lives on."""
+    ended = read_exit_record(workdir)
+    if ended is not None and ended.launch == handle.launch:
+        return ended.exit
+    if start_ticks(handle.pid) == handle.start_ticks:
         return None
+    result = Exit(None, UNKNOWN_SHIM_GONE)
+    record_exit(workdir, result, handle.launch, handle.attempt)
+    return result
+
+
+def _saved_tasks(root: Path) -> list[Task]:
+    """The tasks this driver has records of (to adopt the live ones after a restart)."""
+    tasks: list[Task] = []
+    if not root.is_dir():
+        return tasks
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue  # .spare, the launcher's log
+        if (launched := read_intent(entry)) is not None:
+            tasks.append(launched[0].task)
+        elif (record := _read_run(entry)) is not None:
+            tasks.append(record.task)
+    return tasks
+
+
+# -- the launcher --------------------------------------------------------------------------------
+
+
+class Launcher:
+    """The worker's end of the launcher (`orc/drivers/shim.py`), a process started on first
+    use and again if it ends. Requests and replies are messages on a `SOCK_SEQPACKET` socket
+    (the launcher's stdin is its other end). Whoever waits for a reply reads, one at a time,
+    and hands out each reply that comes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._process: trio.Process | None = None
+        self._socket: trio.socket.SocketType | None = None
+        self._start_lock = trio.Lock()
+        self._send_lock = trio.Lock()
+        self._read_lock = trio.Lock()
+        self._waiting: dict[str, LaunchReply | None] = {}
+
+    async def start(self) -> tuple[trio.Process, trio.socket.SocketType]:
+        """The launcher and our end of its socket, started now if it is not running."""
+        async with self._start_lock:
+            process, sock = self._process, self._socket
+            if process is None or sock is None or process.poll() is not None:
+                if process is not None:
+                    log.warning(
+                        "the process launcher of %s ended (status %s); starting another",
+                        self.root,
+                        process.returncode,
+                    )
+                if sock is not None:
+                    sock.close()  # the shims it left idle see the end, and go
+                process, sock = self._process, self._socket = await self._spawn()
+            return process, sock
+
+    async def _spawn(self) -> tuple[trio.Process, trio.socket.SocketType]:
+        def open_log() -> int:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.root / ".launcher.log", _FLAGS, 0o644)
+
+        errors = await trio.to_thread.run_sync(open_log)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-I", "-S", str(SHIM)],
+                stdin=theirs.fileno(),
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                cwd=self.root,
+                env={"PATH": TASK_PATH},  # none of orc's settings: its shims outlive it
+                start_new_session=True,  # a Ctrl-C at orc's terminal does not reach it
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(errors)
+        return process, trio.socket.from_stdlib_socket(ours)
+
+    async def launch(self, request: LaunchRequest) -> LaunchReply | None:
+        """The reply to `request`; None when none can come (the launcher ended) or none came
+        within LAUNCH_TIMEOUT: the files tell then."""
+        process, sock = await self.start()
+        message = msgspec.json.encode(request)
+        self._waiting[request.launch] = None
+        try:
+            try:
+                async with self._send_lock:
+                    await sock.send(message)
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    raise LaunchError(
+                        f"its Cmd and Env take {len(message)} bytes, more than a launch carries"
+                    ) from None
+                return None  # the launcher's end is gone
+            with trio.move_on_after(LAUNCH_TIMEOUT):
+                while (reply := self._waiting[request.launch]) is None:
+                    async with self._read_lock:
+                        waiting = self._waiting[request.launch] is None
+                        if waiting and not await self._read(process, sock):
+                            return None
+                return reply
+            log.warning("the process launcher of %s did not answer %s", self.root, request.launch)
+            return None
+        finally:
+            del self._waiting[request.launch]
+
+    async def _read(self, process: trio.Process, sock: trio.socket.SocketType) -> bool:
+        """Read a reply (waiting a second at most) and hand it out. False once no more can
+        come on `sock`: the launcher ended, or another replaced it."""
+        if sock is not self._socket:
+            return False
+        with trio.move_on_after(1.0):
+            data = await sock.recv(65536)
+            if not data:
+                return False  # the launcher and every shim it forked have let go
+            try:
+                reply = msgspec.json.decode(data, type=LaunchReply)
+            except msgspec.DecodeError:
+                log.warning("the process launcher of %s said %r", self.root, data)
+                return True
+            if reply.launch in self._waiting:
+                self._waiting[reply.launch] = reply
+            return True
+        return process.poll() is None
+
+    async def aclose(self) -> None:
+        """Close our end of its socket: it ends (the shims running tasks live on)."""
+        if self._socket is not None:
+            self._socket.close()
+        if self._process is not None:
+            await self._process.wait()
+
+
+# -- the driver ----------------------------------------------------------------------------------
 
 
 class ProcessDriver:
@@ -183,16 +494,26 @@ class ProcessDriver:
         self._files = trio.CapacityLimiter(4)
         self._spares: list[Path] = []
         self._spare_taken = trio.Event()
-        # orc's environment, which tasks inherit: copied once (orc never changes it), since
-        # copying os.environ decodes every variable again
-        self._environ = dict(os.environ)
+        self._launcher = Launcher(root)
+        # launch IDs: this driver's own start with `_ours`, so an intent it finds on disk
+        # tells a run it made from one an earlier orc made
+        self._ours = f"{uuid.uuid4().hex[:12]}."
+        self._launches = itertools.count(1)
 
     def workdir(self, task_id: str) -> Path:
         return self.root / task_id
 
     async def prepare(self) -> None:
-        """The work done ahead of launches: spare working directories (`keep_spares`)."""
+        """The work done ahead of launches: the launcher, and spare working directories."""
+        try:
+            await self._launcher.start()
+        except OSError as exc:
+            log.warning("cannot start the process launcher in %s yet: %s", self.root, exc)
         await self.keep_spares()
+
+    async def aclose(self) -> None:
+        """Stop the launcher (its shims and their processes live on)."""
+        await self._launcher.aclose()
 
     async def keep_spares(self) -> None:
         """Forever: keep SPARES spare working directories ready (see the module's docstring).
@@ -217,53 +538,89 @@ class ProcessDriver:
             self._spare_taken = trio.Event()
             await self._spare_taken.wait()
 
-    async def start(self, task: Task) -> ProcessHandle:
-        env = dict(self._environ)
-        # each item is NAME=value (orc.core.validation checks it), so it splits in two
-        env.update(item.split("=", 1) for item in task.env or ())  # type: ignore[misc]
-        env["ORC_TASK_ID"] = task.id
+    async def start(self, task: Task) -> ProcessHandle | Exit:
+        argv = task_argv(task)
+        workdir = self.workdir(task.id)
+        env = process_environment(task, workdir)
+        for _ in range(2):  # once more if the launcher ended before it forked the shim
+            launch = f"{self._ours}{next(self._launches)}"
+            prepared = await self._prepare(workdir, task, launch)
+            if not isinstance(prepared, str):
+                return prepared  # this attempt ran before a restart of orc
+            try:
+                reply = await self._launcher.launch(LaunchRequest(launch, str(workdir), argv, env))
+            except OSError as exc:
+                raise LaunchError(f"cannot start orc's process launcher: {exc}") from None
+            if reply is not None and reply.pid:
+                return ProcessHandle(
+                    task.id,
+                    reply.pid,
+                    reply.start_ticks,
+                    reply.shim_pid,
+                    reply.shim_ticks,
+                    launch,
+                    task.restart_count,
+                )
+            if reply is not None and reply.error:
+                raise LaunchError(reply.error)
+            # no answer, or not carried out: the files tell what became of it
+            try:
+                found = await trio.to_thread.run_sync(_resolve, workdir, task, limiter=self._files)
+            except DriverUnavailable as exc:
+                raise LaunchError(f"cannot tell whether the process started: {exc}") from None
+            if found is not None:
+                return found
+        raise LaunchError(
+            f"orc's process launcher did not start the process (see {self.root}/.launcher.log)"
+        )
+
+    async def _prepare(self, workdir: Path, task: Task, launch: str) -> str | ProcessHandle | Exit:
+        """The working directory and the intent (`_prepare_launch`): `launch` when the launch
+        goes ahead, or what became of an earlier run of this attempt."""
         spare = self._spares.pop() if self._spares else None
         try:
-            popen, used = await trio.to_thread.run_sync(
-                _spawn, self.workdir(task.id), task, env, spare, limiter=self._files
+            prepared = await trio.to_thread.run_sync(
+                _prepare_launch, workdir, task, launch, spare, self._ours, limiter=self._files
             )
         except OSError as exc:
             # a spare the failed launch did not use is left on disk for the next start to find
-            argv0 = (task.cmd or [""])[0]
-            raise LaunchError(f"cannot start {argv0!r}: {exc.strerror or exc}") from None
+            raise LaunchError(
+                f"cannot prepare the working directory {workdir}: {exc.strerror or exc}"
+            ) from None
+        except DriverUnavailable as exc:
+            raise LaunchError(f"cannot tell whether the process started: {exc}") from None
         finally:
             # after the launch, so that making the next spare does not slow this one down
             self._spare_taken.set()
-        if spare is not None and not used:
+        if spare is not None and prepared is not True:
             # kept for the next launch (keep_spares may have made one more meanwhile: harmless)
             self._spares.append(spare)
-        return ProcessHandle(task.id, popen.pid, popen)
+        if isinstance(prepared, bool):
+            return launch
+        return prepared
 
     async def wait(self, handle: Handle) -> Exit:
-        """Until the process ends; records how it ended in the `exit` file."""
+        """Until the process ends: its shim's record of how it ended."""
         handle = own_handle(handle, ProcessHandle)
+        workdir = self.workdir(handle.task_id)
         try:
-            await _exited(handle.pid)
-            if handle.process is not None:
-                result = self._exit_of(handle.process.wait())  # it has ended: no blocking
-            else:
-                result = Exit(
-                    None,
-                    "exit status unknown: orc adopted this process after a restart and a process"
-                    " that is not orc's child cannot be asked how it ended",
+            result = None
+            if handle.shim_pid:
+                await _exited(handle.shim_pid, handle.shim_ticks)
+                result = await trio.to_thread.run_sync(
+                    _after_shim, workdir, handle, limiter=self._files
+                )
+            if result is None:
+                # its shim died before it (killed), or it has none (an orc without shims
+                # started it): it is no child of ours, so how it ends cannot be known
+                await _exited(handle.pid, handle.start_ticks)
+                result = Exit(None, UNKNOWN_SHIM_GONE if handle.launch else UNKNOWN_ADOPTED)
+                await trio.to_thread.run_sync(
+                    record_exit, workdir, result, handle.launch, handle.attempt
                 )
         finally:
             handle.exited.set()
-        workdir = self.workdir(handle.task_id)
-        await trio.to_thread.run_sync(record_exit, workdir, result, limiter=self._files)
         return result
-
-    def _exit_of(self, code: int) -> Exit:
-        if code == 0:
-            return Exit(0, "")
-        if code < 0:
-            return Exit(128 - code, f"killed by {_signal_name(-code)}")
-        return Exit(code, f"exited with status {code}")
 
     async def stop(self, handle: Handle) -> None:
         """SIGTERM to the task's process group, SIGKILL after the grace period."""
@@ -285,35 +642,16 @@ class ProcessDriver:
             if exc.errno != errno.EPERM:
                 raise
 
-    async def find(self, task_id: str) -> ProcessHandle | Exit | None:
-        return await trio.to_thread.run_sync(self._find, task_id, limiter=self._files)
-
-    def _find(self, task_id: str) -> ProcessHandle | Exit | None:
-        """After a restart: the live process to adopt, how it ended, or None if never started."""
-        workdir = self.workdir(task_id)
-        ended = recorded_exit(workdir)
-        if ended is not None:
-            return ended
-        record = _read_run(workdir)
-        if record is None:
-            return None
-        if _start_time(record.pid) == record.start_ticks:
-            return ProcessHandle(task_id, record.pid, None)
-        return Exit(None, "the process ended while orc was not running; its exit status is unknown")
+    async def find(self, task: Task) -> ProcessHandle | Exit | None:
+        """After a restart: the live process of this attempt to adopt, how it ended, or None
+        if it never started."""
+        return await trio.to_thread.run_sync(
+            _resolve, self.workdir(task.id), task, limiter=self._files
+        )
 
     async def saved_tasks(self) -> list[Task]:
-        """Tasks this driver has a working directory for (to adopt after a worker restart)."""
-        return await trio.to_thread.run_sync(self._saved_tasks, limiter=self._files)
-
-    def _saved_tasks(self) -> list[Task]:
-        tasks: list[Task] = []
-        if not self.root.is_dir():
-            return tasks
-        for entry in self.root.iterdir():
-            record = _read_run(entry)
-            if record is not None:
-                tasks.append(record.task)
-        return tasks
+        """The tasks this driver has records of (to adopt the live ones after a restart)."""
+        return await trio.to_thread.run_sync(_saved_tasks, self.root, limiter=self._files)
 
     async def logs(self, task_id: str) -> tuple[bytes, bytes]:
         return await trio.to_thread.run_sync(

@@ -22,6 +22,7 @@ from actors import ActorError
 from orc.core.messages import Reply
 from orc.core.model import Task, TaskEvent, for_wire
 from orc.core.validation import Invalid, check_task_event, decode_task_event
+from orc.http.metrics import instrument
 
 log = logging.getLogger("orc.http")
 DRAIN_SECONDS = 5.0  # how long a refused body may take to arrive (see `_discard_body`)
@@ -82,15 +83,18 @@ def check_id(task_id: str) -> str:
 
 
 def create_app(name: str, max_body: int) -> QuartTrio:
-    app = QuartTrio(name)
+    # no `static_folder`: Quart would serve `./static/` of whatever directory orc runs in
+    app = QuartTrio(name, static_folder=None)
+    instrument(app)  # first: its clock starts before any other hook may answer; GET /metrics
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["ORC_TOKEN"] = ""  # set by `require_token`
+    app.config["ORC_OPEN_PATHS"] = ()  # set by `open_paths`
 
     @app.before_request
     async def check_token() -> Response | None:
         token = current_app.config["ORC_TOKEN"]
-        if not token:
+        if not token or _is_open(request.path, current_app.config["ORC_OPEN_PATHS"]):
             return None
         given = request.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -160,6 +164,17 @@ def require_token(app: QuartTrio, token: str) -> QuartTrio:
     """With a non-empty `token`, every request must carry `Authorization: Bearer <token>`."""
     app.config["ORC_TOKEN"] = token
     return app
+
+
+def open_paths(app: QuartTrio, prefixes: tuple[str, ...]) -> None:
+    """Serve `prefixes`, and every path under them, without the token. Only for what holds no
+    data: the dashboard's static files, which a browser fetches as it navigates and so cannot
+    send a header with (the page then sends the token on every API call it makes)."""
+    app.config["ORC_OPEN_PATHS"] = (*app.config["ORC_OPEN_PATHS"], *prefixes)
+
+
+def _is_open(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
 async def serve_app(

@@ -19,6 +19,7 @@ from orc.http.app import (
     reply_response,
     wire_tasks,
 )
+from orc.http.openapi import add_openapi
 
 ASK_TIMEOUT = 10.0
 
@@ -28,6 +29,7 @@ def manager_app(
 ) -> QuartTrio:
     """`workers`: each node's WorkerProxy, for what only the worker has (a task's logs)."""
     app = create_app("orc-manager", max_body)
+    add_openapi(app, "manager")
 
     async def ask(message: object) -> object:
         return await manager.ask(message, timeout=ASK_TIMEOUT)

@@ -25,7 +25,7 @@ from orc.core.messages import (
     RunTask,
     StopTask,
 )
-from orc.core.model import State, wire_name
+from orc.core.model import State, Task
 from orc.core.validation import DRIVERS, Invalid, check_orders, decode_json
 from orc.http.app import (
     check_id,
@@ -38,20 +38,14 @@ from orc.http.app import (
     wire_event,
     wire_tasks,
 )
+from orc.http.metrics import add_worker_metrics
+from orc.http.openapi import add_openapi
+from orc.http.wire import OrdersTaken
 from orc.shell.stats import node_stats
 
 ASK_TIMEOUT = 10.0
 _stats_limiter = trio.CapacityLimiter(2)
 _orders = msgspec.json.Decoder(Orders)
-
-
-class OrdersTaken(msgspec.Struct, rename=wire_name):
-    """`GET /orders`: how many `POST /orders` requests this worker took since it started, and
-    how many orders they carried: how well its manager batches (a burst of tasks should come
-    in far fewer requests than tasks)."""
-
-    batches: int = 0
-    orders: int = 0
 
 
 def worker_app(worker: ActorRef[object], data_dir: Path, max_body: int) -> QuartTrio:
@@ -60,6 +54,14 @@ def worker_app(worker: ActorRef[object], data_dir: Path, max_body: int) -> Quart
 
     async def ask(message: object) -> object:
         return await worker.ask(message, timeout=ASK_TIMEOUT)
+
+    async def tasks() -> list[Task]:
+        known = await ask(ListWorkerTasks())
+        assert isinstance(known, list)
+        return known
+
+    add_worker_metrics(app, tasks, data_dir, taken)
+    add_openapi(app, "worker")
 
     async def carry_out(*orders: Order) -> tuple[OrderResult, ...]:
         results = await ask(Orders(orders))

@@ -14,6 +14,7 @@ from orc.core.events import AnyEvent
 from orc.core.snapshot import decode_state
 from orc.core.state import ClusterState
 from orc.core.upcast import NEWER, upcaster
+from orc.progress import Progress, in_chunks
 from orc.replay import story as replay
 
 
@@ -29,9 +30,9 @@ class Log(NamedTuple):
     base_seq: int  # the snapshot's seq; 0 when the records start at the beginning
 
 
-def read(log_dir: Path) -> Log:
+def read(log_dir: Path, show_progress: bool = False) -> Log:
     """Every whole record of the log, read-only (blocking), of any version orc ever wrote
-    (`orc.core.upcast`).
+    (`orc.core.upcast`). With `show_progress`, a long read says how far it got on stderr.
 
     When compaction removed the first segments, the story starts from the earliest snapshot
     that covers them (the most history that can still be told).
@@ -41,9 +42,16 @@ def read(log_dir: Path) -> Log:
         if not reader.segments:
             raise BadInput(f"no event log in {log_dir}")
         if reader.first_seq == 1:
-            return Log(reader, list(reader.read()), None, 0)
-        base_seq, base = _snapshot_from(log_dir, reader.first_seq - 1, reader.last_seq)
-        return Log(reader, list(reader.read(base_seq + 1)), base, base_seq)
+            base_seq, base = 0, None
+        else:
+            base_seq, found = _snapshot_from(log_dir, reader.first_seq - 1, reader.last_seq)
+            base = found
+        records: list[tuple[int, AnyEvent]] = []
+        total = reader.last_seq - base_seq
+        with Progress("reading the event log", total, delay=1.0 if show_progress else 1e9) as p:
+            for chunk in in_chunks(reader.read(base_seq + 1), p):
+                records.extend(chunk)
+        return Log(reader, records, base, base_seq)
     except CorruptLogError as exc:
         reason = " ".join(exc.reason.split())
         if "undecodable" in reason and NEWER not in reason:

@@ -89,9 +89,11 @@ def _move(row: Row) -> str:
 
 
 def _reason(row: Row) -> str:
+    """The reason column; a record that broke a rule is marked, with what `apply` did with it
+    (the story puts that in its reason: skipped, or the task quarantined)."""
     if row.violation is None:
         return row.reason
-    return f"!! {row.violation} (skipped)" + (f"; {row.reason}" if row.reason else "")
+    return f"!! {row.violation}" + (f"; {row.reason}" if row.reason else "")
 
 
 def _event_rows(rows: Sequence[Row], ids: Ids, with_task: bool = True) -> str:
@@ -217,17 +219,32 @@ def record_json(record: Any) -> str:
 
 
 def check_text(result: CheckResult) -> str:
+    quarantined = _quarantined_text(result)
     if result.ok:
         return (
             f"OK: {result.events} events, {result.tasks} tasks, {result.nodes} nodes:"
             " every transition legal, every invariant holds\n"
-        )
+        ) + quarantined
     lines = []
     for v in result.violations:
         lines.append(f"seq {v.seq}  {when(v.at)}  {v.kind}: {v.message}")
         lines.append(f"    {record_json(v.record)}")
     n = len(result.violations)
-    lines.append(f"{n} record{'s' * (n != 1)} broke the rules, in {result.events} events")
+    text = "\n".join(lines) + "\n" + quarantined
+    return text + f"{n} record{'s' * (n != 1)} broke the rules, in {result.events} events\n"
+
+
+def _quarantined_text(result: CheckResult) -> str:
+    """The tasks quarantined (ended Failed rather than trusted), each with the record that did
+    it: `  seq 21  2026-11-28 12:01:31.000  task bbbbbbbb: quarantined: TaskScheduled ...`."""
+    if not result.quarantined:
+        return ""
+    ids = Ids({q.task for q in result.quarantined})
+    n = len(result.quarantined)
+    lines = [f"{n} task{'s' * (n != 1)} quarantined (ended Failed, see the task's Error):"]
+    lines += [
+        f"  seq {q.seq}  {when(q.at)}  task {ids(q.task)}: {q.reason}" for q in result.quarantined
+    ]
     return "\n".join(lines) + "\n"
 
 

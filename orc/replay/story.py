@@ -2,8 +2,10 @@
 
 Pure functions over `(seq, event)` records as the event log reads them; the CLI reads and
 prints. Every event goes through the live manager's `apply`, so replay shows what the manager
-believed, not a second interpretation. An event that breaks the rules is reported and skipped,
-as the manager would have refused it, so that one bad record does not hide the rest.
+believed, not a second interpretation, and rebuilds the very state the manager had (its
+recorded digests match). An event that breaks the rules is reported, and `apply` does with it
+what it did in the manager: it skips it, or quarantines its task (ends it Failed, saying why:
+`orc.core.quarantine`), so that one bad record does not hide the rest.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ from orc.core.events import (
     TaskUnplaced,
 )
 from orc.core.model import State, Task
+from orc.core.quarantine import is_quarantine
 from orc.core.snapshot import state_digest
 from orc.core.state import ClusterState, apply
-from orc.core.transitions import TERMINAL, IllegalTransition
+from orc.core.transitions import TERMINAL
 
 Record = tuple[int, AnyEvent]
 
@@ -68,8 +71,9 @@ class ReplayError(ValueError):
 
 
 class Row(msgspec.Struct, kw_only=True, rename={"src": "from", "dst": "to"}):
-    """One event as a timeline line. `violation` is set when the event broke the rules and
-    was skipped; `dst` is then the state it tried to reach, if any."""
+    """One event as a timeline line: the task's state before it (`src`) and after it (`dst`),
+    as `apply` left it. `violation` is set when the event broke the rules; `reason` then says
+    what `apply` did with it: skipped it (`dst` is `src`), or quarantined the task."""
 
     seq: int
     at: str
@@ -88,6 +92,17 @@ class Violation(msgspec.Struct, kw_only=True):
     kind: str
     message: str
     record: AnyEvent
+
+
+class Quarantined(msgspec.Struct, kw_only=True):
+    """A task the record at `seq` quarantined (ended Failed, see `orc.core.quarantine`):
+    `apply` refusing an event about it, or the manager finding its spec outside the bounds
+    at start-up. `reason` is the task's `Error`."""
+
+    seq: int
+    at: str
+    task: str
+    reason: str
 
 
 class Period(msgspec.Struct, kw_only=True):
@@ -112,6 +127,7 @@ class _Step:
     row: Row
     kind: str | None  # the violation's kind, when the event broke the rules
     task: Task | None  # the task the event is about, after it (before it, if it was purged)
+    quarantine: str | None = None  # the reason, when the event quarantined the task
 
 
 def parse_time(text: str) -> datetime | None:
@@ -234,40 +250,59 @@ def _digest_problem(state: ClusterState, seq: int, event: StateDigest) -> tuple[
 
 
 def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
-    """Apply one event to `state` unless it breaks the rules; say what it did either way."""
+    """Apply one event to `state`, as the manager did, and say what it did and which rule it
+    broke, if any."""
     name = event_name(event)
     task_id = task_of(event)
     before = state.tasks.get(task_id) if task_id is not None else None
     problem = None if task_id is None else _problem(state, before, event)
     if isinstance(event, StateDigest):
         problem = _digest_problem(state, seq, event)
-    dst: str | None = None
-    if problem is None:
-        try:
-            apply(state, event)
-        except IllegalTransition as exc:
-            problem = "illegal-transition", f"illegal transition {exc.src.label} -> {exc.dst.label}"
-            dst = exc.dst.label
+    earlier = state.quarantined.get(task_id) if task_id is not None else None
+    apply(state, event)
     after = state.tasks.get(task_id) if task_id is not None else None
-    if problem is None:
-        dst = State(after.state).label if after is not None else None
-        if before is not None and after is not None and after.restart_count < before.restart_count:
-            problem = (
-                "restart-count",
-                f"restart count went back from {before.restart_count} to {after.restart_count}",
-            )
+    record = state.quarantined.get(task_id) if task_id is not None else None
+    quarantine = None
+    if record is not None and record is not earlier:
+        # `apply` refused the event and quarantined the task
+        quarantine = record.reason
+        problem = problem or (record.kind, record.detail)
+    elif isinstance(event, TaskFailed) and is_quarantine(event.error) and after is not before:
+        quarantine = event.error  # the manager quarantined it at start-up
+    if (
+        problem is None
+        and before is not None
+        and after is not None
+        and after.restart_count < before.restart_count
+    ):
+        problem = (
+            "restart-count",
+            f"restart count went back from {before.restart_count} to {after.restart_count}",
+        )
+    reason = _describe(event, before, after)
+    if problem is not None and task_id is not None:
+        reason = _effect(before, after, quarantine, reason)
     row = Row(
         seq=seq,
         at=event.at,
         event=name,
         task=task_id,
         src=State(before.state).label if before is not None else None,
-        dst=dst,
+        dst=State(after.state).label if after is not None else None,
         node=_node_of(event, before, after),
-        reason=_describe(event, before, after),
+        reason=reason,
         violation=problem[1] if problem else None,
     )
-    return _Step(row, problem[0] if problem else None, after or before)
+    return _Step(row, problem[0] if problem else None, after or before, quarantine)
+
+
+def _effect(before: Task | None, after: Task | None, quarantine: str | None, how: str) -> str:
+    """What `apply` did with an event that broke a rule: the timeline's reason for it."""
+    if quarantine is not None:
+        return quarantine  # `quarantined: ...`: what was refused
+    if after is before:
+        return f"skipped; {how}" if how else "skipped"
+    return how
 
 
 def walk(
@@ -290,12 +325,14 @@ class CheckResult(msgspec.Struct, kw_only=True):
     tasks: int
     nodes: int
     violations: list[Violation]
+    quarantined: list[Quarantined] = msgspec.field(default_factory=list)
 
 
 def check(records: Sequence[Record], base: ClusterState | None = None) -> CheckResult:
     """Every record that breaks a rule: an illegal transition, an event for an unknown task or
     after a terminal state (other than a restart), a task started or exited on a node it is
-    not placed on, a restart count going back. Checking goes on after each one."""
+    not placed on, a restart count going back. Checking goes on after each one. Every task
+    quarantined is listed too, with the record that did it."""
     steps, state = walk(records, base)
     violations = [
         Violation(
@@ -309,12 +346,18 @@ def check(records: Sequence[Record], base: ClusterState | None = None) -> CheckR
         if step.kind is not None
     ]
     _locate_divergence(records, violations)
+    quarantined = [
+        Quarantined(seq=step.row.seq, at=step.row.at, task=step.row.task, reason=step.quarantine)
+        for step in steps
+        if step.quarantine is not None and step.row.task is not None
+    ]
     return CheckResult(
         ok=not violations,
         events=len(records),
         tasks=len(state.tasks),
         nodes=len(state.nodes),
         violations=violations,
+        quarantined=quarantined,
     )
 
 
@@ -342,7 +385,7 @@ def _locate_divergence(records: Sequence[Record], violations: list[Violation]) -
 
 
 def state_of(records: Iterable[Record], base: ClusterState | None = None) -> ClusterState:
-    """The state the records lead to, rule-breaking events skipped."""
+    """The state the records lead to: the manager's, rule-breaking events and all."""
     return walk(records, base)[1]
 
 
@@ -415,7 +458,7 @@ def history(records: Sequence[Record], task_id: str, base: ClusterState | None =
     rows = [s.row for s in mine]
     periods: list[Period] = []
     for row in rows:
-        if row.violation is not None or row.dst is None or row.dst == row.src:
+        if row.dst is None or row.dst == row.src:
             continue
         if periods:
             _close(periods[-1], row.at)

@@ -19,6 +19,7 @@ from actors import ActorRef, Mailbox
 from orc.core.health import count_failures
 from orc.core.messages import Unhealthy, Unwatch, Watch
 from orc.shell.follower import ManagerFollower
+from orc.shell.meter import ManagerMeter
 
 # A probe answers None for a healthy reply, or why the check failed.
 Probe = Callable[[str], Awaitable[str | None]]
@@ -46,9 +47,11 @@ class HealthChecker(ManagerFollower):
         threshold: int = 3,
         probe: Probe | None = None,
         replaces_crashed: bool = False,
+        meter: ManagerMeter | None = None,
     ) -> None:
         super().__init__(manager, replaces_crashed)
         self.now = now
+        self.meter = meter  # counts each failed check, for /metrics
         self.interval = interval
         self.timeout = timeout
         self.threshold = max(1, threshold)
@@ -100,6 +103,8 @@ class HealthChecker(ManagerFollower):
                     assert self.probe is not None
                     why = await self.probe(watch.url)
                 failures = count_failures(failures, why is not None)
+                if why is not None and self.meter is not None:
+                    self.meter.health_check_failures += 1
                 if failures >= self.threshold:
                     break
             if self.watching.get(watch.task_id, (None,))[0] == watch.starts_at:

@@ -73,7 +73,8 @@ from orc.core.retention import EndedIndex
 from orc.core.snapshot import encode_state, state_digest
 from orc.core.state import ClusterState, apply
 from orc.core.transitions import ACTIVE, TERMINAL
-from orc.shell.recovery import recover
+from orc.shell.meter import ManagerMeter
+from orc.shell.recovery import quarantine, recover
 
 log = logging.getLogger("orc.manager")
 
@@ -114,8 +115,11 @@ class Manager(Actor):
         restarter: ActorRef | None = None,
         health: ActorRef | None = None,
         limits: decide.Limits | None = None,
+        meter: ManagerMeter | None = None,
     ) -> None:
         self.log = log
+        # what /metrics reports: counted here as events are applied, never by walking the state
+        self.meter = meter or ManagerMeter(log)
         self.state = ClusterState()
         self.scheduler = scheduler
         self.proxies = proxies
@@ -148,6 +152,8 @@ class Manager(Actor):
         A restart after a crash takes the same path, so it never works from half-applied state.
         """
         self.state, base = await recover(self.log)
+        quarantined = await quarantine(self.log, self.state, now())  # specs past the bounds
+        self.meter.reset(self.state)
         self.ended = EndedIndex.of(self.state.tasks.values())
         self.pending = {t.id for t in self.state.tasks.values() if t.state == State.PENDING}
         self._since_snapshot = self.log.last_seq - base
@@ -157,6 +163,9 @@ class Manager(Actor):
             if placed:
                 await proxy.tell(Reconcile(placed))
         await self._resume_restarts()
+        for task in quarantined:  # ended now: one that runs is stopped where it runs
+            if task.state in ACTIVE and task.node:
+                await self._tell_node(task.node, StopTask(task.id))
 
     def _placed_on(self, node: str) -> tuple[Task, ...]:
         """What a reconcile tells the worker `node` it should run, whoever reaches it (a proxy
@@ -249,7 +258,10 @@ class Manager(Actor):
                         env.reply(d.reply)
                 return
             for event in events:
+                before = self.meter.before(self.state, event)
                 apply(self.state, event)
+                self.meter.applied(self.state, event, before)
+            self.meter.committed(group, decisions)
         for env, d in zip(group, decisions, strict=True):
             env.reply(d.reply)
         await self._act(events)
@@ -274,6 +286,7 @@ class Manager(Actor):
             if every.snapshot and self._since_snapshot >= every.snapshot:
                 self._since_snapshot = 0
                 await self.log.save_snapshot(self.log.last_seq, encode_state(self.state))
+                self.meter.snapshot_saved(self.log.last_seq)
                 removed = await self.log.compact(self.log.last_seq - every.retain)
                 if removed:
                     log.info("compacted %d log segments before seq %d", removed, self.log.first_seq)

@@ -1,23 +1,30 @@
 """The manager's state at start-up, from its log: the newest snapshot, then the events after it.
 
-The fold itself is the core's `replay` (the same `apply` as the live manager); this module only
-reads, off the event loop. `open_log` opens an orc log so that it reads the records of every
-version of orc (`orc.core.upcast`), as every orc process must.
+The fold itself is the core's `replay` (the same `apply` as the live manager), off the event
+loop. `open_log` opens an orc log so that it reads the records of every version of orc
+(`orc.core.upcast`), as every orc process must. `quarantine` is the one write of start-up: it
+ends the tasks an older orc accepted outside today's bounds, so the scheduler never sees them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
-from eventlog import EventLog
+from eventlog import EventLog, LogWriteError
 from orc.core.events import AnyEvent
+from orc.core.model import Task
+from orc.core.quarantine import out_of_bounds
 from orc.core.snapshot import decode_state
-from orc.core.state import ClusterState, replay
+from orc.core.state import ClusterState, apply, replay
 from orc.core.upcast import upcaster
+from orc.progress import Progress, in_chunks
+
+logger = logging.getLogger("orc.manager")
 
 
 async def open_log(
@@ -49,5 +56,41 @@ async def recover(log: EventLog) -> tuple[ClusterState, int]:
     """
     found = await log.load_snapshot()
     state, base = (decode_state(found[1]), found[0]) if found else (ClusterState(), 0)
-    state = await trio.to_thread.run_sync(replay, log.records(base + 1), state)
+    total = log.last_seq - base
+    state = await trio.to_thread.run_sync(_fold, log.records(base + 1), state, total)
     return state, base
+
+
+def _fold(records: Iterable[AnyEvent], state: ClusterState, total: int) -> ClusterState:
+    """`replay`, a chunk at a time, saying how far it got when it takes long (a large log
+    with no recent snapshot): a bar on a terminal, a log line every few seconds otherwise."""
+    with Progress("recovering the state from the event log", total) as progress:
+        for chunk in in_chunks(records, progress):
+            state = replay(chunk, state)
+    return state
+
+
+async def quarantine(log: EventLog, state: ClusterState, now: str) -> list[Task]:
+    """End Failed every task of `state` that has not ended and whose spec is outside today's
+    bounds (a CPU of 1e308, a NUL in `Cmd`: what an older orc accepted), with a `TaskFailed`
+    each, appended to the log before anything else sees the state, so the log says why and
+    replay rebuilds the same. Returns those tasks as they were (the caller stops the ones that
+    run). Called at every start; once quarantined, a task is ended and not checked again.
+
+    If the log cannot be written now (a full disk), the tasks are left as they are and it is
+    said: placement is total on any spec (a CPU past the bounds is placed nowhere), and the
+    next start tries again.
+    """
+    failed = await trio.to_thread.run_sync(out_of_bounds, state, now)
+    if not failed:
+        return []
+    before = [state.tasks[e.task_id] for e in failed]
+    try:
+        await log.append_batch(failed)
+    except LogWriteError as exc:
+        logger.warning("cannot quarantine %d tasks outside the bounds now: %s", len(failed), exc)
+        return []
+    for event in failed:
+        apply(state, event)
+        logger.warning("task %s: %s", event.task_id, event.error)
+    return before

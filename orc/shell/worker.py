@@ -112,8 +112,18 @@ class Worker(Actor[object]):
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, task: Task) -> None:
+        """Run each run of a task (`run_key`: its submission and attempt) at most once. An
+        order for a run this worker has already (a proxy that sent it again after a timeout,
+        though the first had arrived) only brings its news again: a task must never run twice.
+        A restart is a new attempt, and runs; so does an ID submitted anew once forgotten."""
         known = self.tasks.get(task.id)
-        if known is not None and known.task.state in (State.SCHEDULED, State.RUNNING):
+        if (
+            known is not None
+            and known.task.created_at == task.created_at  # not an ID submitted anew
+            and known.task.restart_count >= task.restart_count
+        ):
+            if known.done.is_set():
+                await self._report_again(known)
             return
         entry = Entry(msgspec.structs.replace(task, state=State.SCHEDULED, node=self.node.name))
         self.tasks[task.id] = entry
@@ -127,13 +137,26 @@ class Worker(Actor[object]):
         self._nursery.start_soon(self._launch, entry, driver)
 
     async def _launch(self, entry: Entry, driver: Driver) -> None:
-        """Start in the background, so that many launches overlap their file and process work."""
+        """Start in the background, so that many launches overlap their file and process work.
+        Whatever goes wrong ends the task Failed with the reason: a launch never leaves it
+        Scheduled, and never takes the worker down."""
         try:
-            handle = await driver.start(entry.task)
+            started = await driver.start(entry.task)
         except LaunchError as exc:
-            await self._finish(entry, Exit(None, str(exc)))
+            await self._finish(entry, Exit(None, str(exc) or "the launch failed"))
             return
-        await self._running(entry, handle)
+        except Exception as exc:
+            log.exception(
+                "worker %s: task %s: driver %s failed", self.node.name, entry.task.id, driver.name
+            )
+            await self._finish(
+                entry, Exit(None, f"driver {driver.name} failed to start it: {exc!r}")
+            )
+            return
+        if isinstance(started, Exit):  # this attempt ran before orc restarted: how it ended
+            await self._finish(entry, started)
+            return
+        await self._running(entry, started)
         if entry.stop_wanted:
             self._stop(entry.task.id)
 
@@ -162,7 +185,13 @@ class Worker(Actor[object]):
     async def _watch(self, entry: Entry) -> None:
         assert entry.handle is not None
         driver = self.drivers[entry.task.driver]
-        result = await driver.wait(entry.handle)
+        try:
+            result = await driver.wait(entry.handle)
+        except Exception as exc:
+            log.exception(
+                "worker %s: task %s: driver %s failed", self.node.name, entry.task.id, driver.name
+            )
+            result = Exit(None, f"driver {driver.name} lost track of it: {exc!r}")
         await self._finish(entry, result)
 
     async def _finish(self, entry: Entry, result: Exit) -> None:
@@ -202,10 +231,21 @@ class Worker(Actor[object]):
         if entry.handle is None:
             entry.stop_wanted = True  # still launching: stopped as soon as it runs
             return True
-        driver = self.drivers[entry.task.driver]
         assert self._nursery is not None
-        self._nursery.start_soon(driver.stop, entry.handle)
+        self._nursery.start_soon(self._stop_now, entry.task, entry.handle)
         return True
+
+    async def _stop_now(self, task: Task, handle: Handle) -> None:
+        driver = self.drivers[task.driver]
+        try:
+            await driver.stop(handle)
+        except Exception:
+            log.exception(
+                "worker %s: task %s: driver %s failed to stop it",
+                self.node.name,
+                task.id,
+                driver.name,
+            )
 
     async def _shutdown(self) -> None:
         running = [e for e in self.tasks.values() if not e.done.is_set()]
@@ -218,10 +258,23 @@ class Worker(Actor[object]):
     # -- recovery ------------------------------------------------------------------------------
 
     async def _adopt_survivors(self) -> None:
-        """Processes that outlived a restart of this worker are watched again, not duplicated."""
+        """Processes that outlived a restart of this worker are watched again, not duplicated.
+        A driver that fails here (its engine is away, a record it cannot read) is logged: the
+        manager's reconcile asks about each of its tasks again."""
         for driver in self.drivers.values():
-            for task in await driver.saved_tasks():
-                found = await driver.find(task.id)
+            try:
+                saved = await driver.saved_tasks()
+            except Exception:
+                log.exception(
+                    "worker %s: driver %s cannot list its tasks", self.node.name, driver.name
+                )
+                continue
+            for task in saved:
+                try:
+                    found = await driver.find(task)
+                except Exception as exc:
+                    log.warning("worker %s: task %s: %s", self.node.name, task.id, exc)
+                    continue
                 if found is not None and not isinstance(found, Exit):
                     log.info("worker %s: adopted task %s still running", self.node.name, task.id)
                     self.tasks[task.id] = Entry(
@@ -237,12 +290,17 @@ class Worker(Actor[object]):
             return
         driver = self.drivers.get(task.driver)
         try:
-            found = await driver.find(task.id) if driver is not None else None
+            found = await driver.find(task) if driver is not None else None
         except DriverUnavailable as exc:
             log.warning("worker %s: task %s: %s; asking again", self.node.name, task.id, exc)
             assert self._nursery is not None
             self._nursery.start_soon(self._reconcile_later, task)
             return
+        except Exception as exc:
+            log.exception(
+                "worker %s: task %s: driver %s failed", self.node.name, task.id, task.driver
+            )
+            found = Exit(None, f"driver {task.driver} could not tell what became of it: {exc!r}")
         if isinstance(found, Exit):
             entry = Entry(msgspec.structs.replace(task, node=self.node.name))
             self.tasks[task.id] = entry

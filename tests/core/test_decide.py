@@ -23,7 +23,7 @@ from orc.core.messages import Join, Place, Stop, Submit
 from orc.core.model import NodeInfo, State, Task, TaskEvent, for_wire
 from orc.core.placement import choose, select_candidates
 from orc.core.state import ClusterState, apply, replay
-from orc.core.transitions import LEGAL, IllegalTransition, is_legal
+from orc.core.transitions import LEGAL, is_legal
 
 T0 = "2026-01-01T00:00:00+00:00"
 T1 = "2026-01-01T00:00:01+00:00"
@@ -106,8 +106,13 @@ def test_stop_of_pending_task_fails_it_with_a_reason() -> None:
 def test_apply_refuses_an_illegal_transition() -> None:
     state = _running_state()
     apply(state, TaskExited(at=T1, task_id=ID, node="w1", exit_code=0))
-    with pytest.raises(IllegalTransition, match="Completed -> Running"):
-        apply(state, TaskStarted(at=T1, task_id=ID, node="w1"))
+    # refused without raising (issue 13: a total core): the task is quarantined, Failed
+    apply(state, TaskStarted(at=T1, task_id=ID, node="w1"))
+    assert state.tasks[ID].state == State.FAILED
+    assert state.tasks[ID].error == (
+        "quarantined: TaskStarted refused: illegal transition Completed -> Running"
+    )
+    assert state.quarantined[ID].kind == "illegal-transition"
 
 
 def test_unplaced_keeps_task_pending_with_reason() -> None:

@@ -25,9 +25,13 @@ from pathlib import Path
 import docker
 import docker.errors
 import httpx
+import msgspec
 import pytest
 import trio
 
+from orc.core.model import Task
+from orc.drivers.base import Exit, LaunchIntent, write_intent
+from orc.drivers.docker import DockerDriver, DockerHandle
 from tests import images
 from tests.conftest import free_port, make_settings, running_cluster, wait_for_state
 from tests.e2e import test_e2e as e2e
@@ -263,11 +267,11 @@ async def test_missing_image_fails_fast_and_bad_specs_are_400(
         assert missing in failed["Error"] and "could not be pulled" in failed["Error"]
 
         bad = [
-            ({"Image": "Not A/Valid Image"}, "$.Task.Image"),
+            ({"Image": "Not A/Valid Image"}, "Task.Image: must be an image reference"),
             ({"Image": test_images["http"], "ExposedPorts": {"80/xyz": {}}}, "ExposedPorts"),
             ({"Image": test_images["http"], "PortBindings": {"80/tcp": "99999"}}, "PortBindings"),
-            ({"Image": test_images["http"], "Memory": -1}, "$.Task.Memory"),
-            ({"Image": test_images["http"], "CPU": -0.5}, "$.Task.CPU"),
+            ({"Image": test_images["http"], "Memory": -1}, "Task.Memory: must be a whole number"),
+            ({"Image": test_images["http"], "CPU": -0.5}, "Task.CPU: must be a finite number"),
         ]
         for spec, field in bad:
             r = await c.manager.post("/tasks", json={"State": 2, "Task": spec})
@@ -550,3 +554,122 @@ def test_seed_readme_verbatim(
         finally:
             with contextlib.suppress(docker.errors.ImageNotFound):
                 engine.images.remove(SEED_IMAGE)
+
+
+# -- exactly once, and nothing of orc's environment ----------------------------------------------
+
+
+def _driver(root: Path, cluster: str) -> DockerDriver:
+    return DockerDriver(root, node="n1", cluster=cluster, stop_grace=1)
+
+
+async def test_a_container_made_but_never_started_is_started_once_after_a_restart(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    """orc died between the container's create and its start: the restarted driver starts
+    that container (the run that was meant) and adopts it; it makes no second one. Before,
+    the created container was taken for one that had exited 0, and a new one was made."""
+    cluster = str(uuid.uuid4())
+    first = _driver(tmp_path, cluster)
+    task = Task(id=str(uuid.uuid4()), name="made", image=test_images["sleep"], driver="docker")
+    try:
+
+        def create_only() -> str:
+            api = first.client().api
+            image = api.inspect_image(task.image)
+            options = first._create_options(api, task, image, [], [], "dead-worker.1")
+            (tmp_path / task.id).mkdir()
+            write_intent(tmp_path / task.id, LaunchIntent("dead-worker.1", 0, task))
+            return api.create_container(**options)["Id"]
+
+        made = await trio.to_thread.run_sync(create_only)
+        second = _driver(tmp_path, cluster)
+        found = await second.start(task)
+        assert isinstance(found, DockerHandle) and found.container_id == made
+        assert (await _inspect(engine, made))["State"]["Running"]
+        listed = engine.containers.list(all=True, filters={"label": [f"orc.task-id={task.id}"]})
+        assert [c.id for c in listed] == [made]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second.wait, found)
+            await second.stop(found)
+        assert await _gone(engine, made)
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": [f"orc.cluster={cluster}"]}):
+            c.remove(force=True)
+
+
+async def test_an_order_that_comes_again_after_a_restart_does_not_run_a_container_twice(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    cluster = str(uuid.uuid4())
+    first = _driver(tmp_path, cluster)
+    task = Task(id=str(uuid.uuid4()), name="once", image=test_images["exit0"], driver="docker")
+    try:
+        handle = await first.start(task)
+        assert isinstance(handle, DockerHandle)
+        assert await first.wait(handle) == Exit(0, "")
+        second = _driver(tmp_path, cluster)
+        assert await second.start(task) == Exit(0, "")  # how it ended: not run again
+        assert await second.logs(task.id) == (b"hello from exit0\n", b"and to stderr\n")
+        restarted = msgspec.structs.replace(task, restart_count=1)
+        again = await second.start(restarted)  # a restart is a new attempt: it runs
+        assert isinstance(again, DockerHandle) and await second.wait(again) == Exit(0, "")
+        assert (await second.logs(task.id))[0] == b"hello from exit0\n" * 2
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": [f"orc.cluster={cluster}"]}):
+            c.remove(force=True)
+
+
+def test_tasks_of_both_drivers_see_nothing_of_orcs_environment(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    """`orc` runs with ORC_TOKEN (and a variable of its own) in its environment; a process
+    task and a container that print theirs show neither: only PATH, HOME, their own Env and
+    orc's ORC_TASK_ID and ORC_TASK_NAME (and, in a container, what the image and Docker set)."""
+    token = f"secret-{uuid.uuid4().hex}"
+    orc = e2e.Orc(tmp_path / "data", ORC_DOCKER_HOST="", ORC_TOKEN=token, SERVER_ONLY_SETTING="x")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        orc.start()
+        ids = {}
+        for name, task in (
+            ("proc", {"Cmd": ["env"], "Env": ["GREETING=hi"]}),
+            ("box", {"Image": test_images["exit0"], "Cmd": ["env"], "Env": ["GREETING=hi"]}),
+        ):
+            ids[name] = task_id = str(uuid.uuid4())
+            body = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Name": name, **task}}
+            r = httpx.post(f"{orc.url}/tasks", json=body, headers=headers, timeout=10)
+            assert r.status_code == 201, r.text
+        seen = {}
+        for name, task_id in ids.items():
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                r = httpx.get(f"{orc.url}/tasks/{task_id}", headers=headers, timeout=10)
+                if r.json()["State"] == 3:
+                    break
+                time.sleep(0.05)
+            assert r.json()["State"] == 3, r.json()
+            r = httpx.get(f"{orc.url}/tasks/{task_id}/logs", headers=headers, timeout=10)
+            lines = r.json()["Stdout"].splitlines()
+            seen[name] = dict(line.split("=", 1) for line in lines)
+        assert seen["proc"] == {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(tmp_path / "data" / "tasks" / "worker-1" / ids["proc"]),
+            "GREETING": "hi",
+            "ORC_TASK_ID": ids["proc"],
+            "ORC_TASK_NAME": "proc",
+        }
+        box = seen["box"]
+        assert (box["GREETING"], box["ORC_TASK_ID"], box["ORC_TASK_NAME"]) == (
+            "hi",
+            ids["box"],
+            "box",
+        )
+        for env in seen.values():
+            assert token not in "".join(f"{k}={v}" for k, v in env.items())
+            assert not {"ORC_TOKEN", "SERVER_ONLY_SETTING"} & set(env), env
+            assert {k for k in env if k.startswith("ORC_")} == {"ORC_TASK_ID", "ORC_TASK_NAME"}
+    finally:
+        orc.kill()
+        _remove_all(engine, tmp_path / "data")
+        e2e.kill_task_processes(tmp_path / "data")

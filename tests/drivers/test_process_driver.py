@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 import trio
 
@@ -41,7 +42,13 @@ async def test_a_launch_takes_a_spare_and_another_is_made(tmp_path: Path) -> Non
         assert workdir.name not in {p.name for p in before}
         assert await driver.logs(task.id) == (f"out\n{workdir}\n".encode(), b"err\n")
         assert (workdir / "exit").exists()
-        assert sorted(p.name for p in workdir.iterdir()) == ["exit", "run.json", "stderr", "stdout"]
+        assert sorted(p.name for p in workdir.iterdir()) == [
+            "exit",
+            "launch",
+            "run.json",
+            "stderr",
+            "stdout",
+        ]
         after = await _spares_ready(tmp_path)
         assert len(set(before) - set(after)) == 1  # one taken, one made
         assert [t.id for t in await driver.saved_tasks()] == [task.id]  # .spare is no task
@@ -142,4 +149,68 @@ async def test_handles_are_typed_and_a_driver_refuses_another_drivers(tmp_path: 
         await driver.stop(handle)
     assert handle.stop_requested and handle.exited.is_set()
     assert ended == [Exit(143, "killed by SIGTERM")]
-    assert await driver.find(task.id) == ended[0]  # what a restarted worker would learn
+    assert await driver.find(task) == ended[0]  # what a restarted worker would learn
+
+
+# -- launch failures ---------------------------------------------------------------------------
+
+
+def _not_executable(tmp_path: Path) -> str:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+    return str(script)
+
+
+FAILURES = [
+    (lambda tmp: ["/nonexistent/cmd"], [], "cannot start '/nonexistent/cmd': No such file"),
+    (lambda tmp: ["no-such-program-here"], [], "cannot start 'no-such-program-here': No such"),
+    (lambda tmp: [_not_executable(tmp)], [], "Permission denied"),
+    (lambda tmp: [str(tmp)], [], "Permission denied"),  # a directory
+    (lambda tmp: ["echo", "a\0b"], [], "holds a NUL byte"),
+    (lambda tmp: ["echo"], ["GREETING=a\0b"], "without NUL bytes"),
+    (lambda tmp: ["echo"], ["NO_EQUALS_SIGN"], "is not NAME=value"),
+    (lambda tmp: ["echo"], ["=value"], "is not NAME=value"),
+    (lambda tmp: [], [], "Cmd is empty"),
+    (lambda tmp: [""], [], "Cmd is empty"),
+]
+
+
+@pytest.mark.parametrize(("cmd", "env", "reason"), FAILURES)
+async def test_every_launch_failure_is_a_launch_error_within_a_second(
+    tmp_path: Path, cmd, env: list[str], reason: str
+) -> None:
+    """Whatever keeps a process from starting is a LaunchError with the reason, quickly: never
+    a ValueError or IndexError (which took the worker down), never a hang. Nothing runs."""
+    driver = ProcessDriver(tmp_path / "tasks", stop_grace=1)
+    task = Task(id=str(uuid.uuid4()), name="t", cmd=cmd(tmp_path), env=env, driver="process")
+    with trio.fail_after(1), pytest.raises(LaunchError) as raised:
+        await driver.start(task)
+    assert reason in str(raised.value), raised.value
+    assert not (tmp_path / "tasks" / task.id / "run.json").exists()
+    # and the driver still launches
+    assert (await driver.wait(await driver.start(_task(["true"])))).code == 0
+
+
+async def test_stop_signals_the_process_group_and_kills_what_ignores_sigterm(
+    tmp_path: Path,
+) -> None:
+    """A stop goes to the task's process group (its children too), not to its shim, which
+    records how it ended: SIGKILL after the grace period for a task that ignores SIGTERM."""
+    driver = ProcessDriver(tmp_path, stop_grace=0.5)
+    task = _task(["sh", "-c", "trap '' TERM; sleep 30 & sleep 30; wait"])
+    handle = await driver.start(task)
+    assert isinstance(handle, ProcessHandle) and handle.shim_pid
+    ended: list[Exit] = []
+
+    async def wait() -> None:
+        ended.append(await driver.wait(handle))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.sleep(0.2)
+        children = psutil.Process(handle.pid).children()
+        await driver.stop(handle)
+    assert ended == [Exit(137, "killed by SIGKILL")]
+    assert children and not any(c.is_running() and c.status() != "zombie" for c in children)
+    assert not psutil.pid_exists(handle.shim_pid)

@@ -20,7 +20,7 @@ from eventlog import (
     open_readonly,
     read_log,
 )
-from eventlog.framing import HEADER_SIZE, MAGIC, array_header
+from eventlog.framing import HEADER, HEADER_SIZE, MAGIC, MAGIC_V1, array_header
 
 FIRST_SEGMENT = "00000000000000000001.seg"
 
@@ -52,15 +52,43 @@ async def reopen(directory: Path, **kwargs: int) -> EventLog:
     return await EventLog.open(directory, Record, **kwargs)
 
 
-async def write_log(directory: Path, batches: list[list[Record]]) -> list[int]:
-    """Append each batch as one frame; return the file size after each frame."""
+def frame_ends(path: Path) -> list[int]:
+    """Where each frame of a segment ends (the file goes on with the zeros its writer reserved,
+    so its size is not the end of its last frame)."""
+    data = path.read_bytes()
+    ends, pos = [], len(MAGIC)
+    while len(data) - pos >= HEADER_SIZE and data[pos : pos + 4] == b"\xc1LOG":
+        pos += HEADER_SIZE + HEADER.unpack_from(data, pos)[2]
+        ends.append(pos)
+    return ends
+
+
+def make_v1(path: Path) -> None:
+    """Make a segment one of the old format: its frames alone, after the old MAGIC (what orc
+    wrote before segments reserved space)."""
+    ends = frame_ends(path)
+    path.write_bytes(MAGIC_V1 + path.read_bytes()[len(MAGIC) : ends[-1] if ends else len(MAGIC)])
+
+
+async def write_log(
+    directory: Path, batches: list[list[Record]], crashed: bool = False
+) -> list[int]:
+    """Append each batch as one frame; return where each frame ends in the file.
+
+    `crashed`: leave the files as a crash would, with the space reserved after the last frame
+    (a log closed gives it back).
+    """
     log = await reopen(directory)
-    sizes = []
     for batch in batches:
         await log.append_batch(batch)
-        sizes.append(os.path.getsize(directory / FIRST_SEGMENT))
+    left = {path: path.read_bytes() for path in segments(directory)}
     await log.aclose()
-    return sizes
+    if crashed:
+        for path, data in left.items():
+            path.write_bytes(data)
+    ends = frame_ends(directory / FIRST_SEGMENT)
+    assert len(ends) == len(batches)
+    return ends
 
 
 def test_array_header_matches_msgspec() -> None:
@@ -114,18 +142,25 @@ async def test_unvalidated_log_takes_what_encodes(tmp_path: Path) -> None:
         assert await log.append(Created(id=5)) == 1  # type: ignore[arg-type]
 
 
-async def test_torn_tail_at_every_offset(tmp_path: Path) -> None:
-    sizes = await write_log(tmp_path, [[rec(1), rec(2)], [rec(3), rec(4), rec(5)]])
+@pytest.mark.parametrize("zeros_after", [False, True], ids=["file-ends", "zeros-after"])
+async def test_torn_tail_at_every_offset(tmp_path: Path, zeros_after: bool) -> None:
+    """A frame cut anywhere, where the file ends (a write that grew the file) or before the
+    zeros a writer had reserved (a write into them): the torn bytes are cut and reported."""
+    batches = [[rec(1), rec(2)], [rec(3), rec(4), rec(5)]]
+    start, end = await write_log(tmp_path, batches, crashed=True)
     path = tmp_path / FIRST_SEGMENT
     whole = path.read_bytes()
-    start, end = sizes
+    assert len(whole) > end and not whole[end:].strip(b"\0")  # space reserved, zero-filled
     for length in range(start, end + 1):
-        path.write_bytes(whole[:length])
-        log = await reopen(tmp_path)
+        path.write_bytes(whole[:length] + bytes(5000 if zeros_after else 0))
+        log = await reopen(tmp_path, segment_bytes=4096)  # (reserves no more than that)
         if length in (start, end):
             assert log.recovery is None
         else:
-            assert log.recovery == Recovery(str(path), start, length - start)
+            # the torn bytes: up to the last that is not zero (zeros after it are reserved
+            # space, as far as anyone can tell)
+            torn = len(whole[start:length].rstrip(b"\0"))
+            assert log.recovery == Recovery(str(path), start, torn)
             assert path.stat().st_size == start
         kept = 5 if length == end else 2
         assert log.last_seq == kept
@@ -146,15 +181,43 @@ async def test_torn_segment_header_is_recreated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("garbage", [b"\x00" * 100, b"garbage!" * 10, b"\xc1LOG" + b"\xff" * 40])
 async def test_garbage_at_tail_is_cut_off(tmp_path: Path, garbage: bytes) -> None:
+    """In a segment of the old format, anything after the last frame is a torn tail, zeros too
+    (as it always was)."""
     (end,) = await write_log(tmp_path, [[rec(1), rec(2)]])
     path = tmp_path / FIRST_SEGMENT
+    make_v1(path)
     with path.open("ab") as f:
         f.write(garbage)
     log = await reopen(tmp_path)
     assert log.recovery == Recovery(str(path), end, len(garbage))
+    assert path.stat().st_size == end
     assert list(log.read()) == [(1, rec(1)), (2, rec(2))]
     assert await log.append(rec(3)) == 3
     await log.aclose()
+
+
+@pytest.mark.parametrize("garbage", [b"\x00" * 100, b"garbage!" * 10, b"\xc1LOG" + b"\xff" * 40])
+async def test_garbage_after_the_reserved_zeros_is_cut_off(tmp_path: Path, garbage: bytes) -> None:
+    """In today's segments, zeros after the last frame are its end; anything else after it is
+    a torn tail (a write into reserved space can reach the disk in any order), cut and
+    reported from the end of the last frame."""
+    (end,) = await write_log(tmp_path, [[rec(1), rec(2)]], crashed=True)
+    path = tmp_path / FIRST_SEGMENT
+    reserved = path.stat().st_size
+    assert reserved > end
+    with path.open("ab") as f:
+        f.write(garbage)
+    log = await reopen(tmp_path)
+    if garbage.strip(b"\0"):
+        assert log.recovery == Recovery(str(path), end, reserved - end + len(garbage))
+        assert path.stat().st_size == end
+    else:
+        assert log.recovery is None
+        assert path.stat().st_size == reserved + len(garbage)  # left as it is
+    assert list(log.read()) == [(1, rec(1)), (2, rec(2))]
+    assert await log.append(rec(3)) == 3
+    await log.aclose()
+    assert list(read_log(tmp_path, Record)) == [(1, rec(1)), (2, rec(2)), (3, rec(3))]
 
 
 async def test_flipped_byte_before_the_tail_is_corruption(tmp_path: Path) -> None:
@@ -352,13 +415,13 @@ async def test_write_failure_leaves_no_trace(
 ) -> None:
     log = await reopen(tmp_path)
     await log.append_batch([rec(1), rec(2)])
-    size = os.path.getsize(tmp_path / FIRST_SEGMENT)
+    (size,) = frame_ends(tmp_path / FIRST_SEGMENT)
     _fail_once(monkeypatch, name, partial)
     with pytest.raises(LogWriteError, match="No space left on device") as info:
         await log.append_batch([rec(3), rec(4)])
     assert f"cannot append to event log {tmp_path / FIRST_SEGMENT}: " in str(info.value)
     assert log.last_seq == 2
-    assert os.path.getsize(tmp_path / FIRST_SEGMENT) == size
+    assert os.path.getsize(tmp_path / FIRST_SEGMENT) == size  # the frames alone
     assert await log.append(rec(5)) == 3
     await log.aclose()
     log = await reopen(tmp_path)

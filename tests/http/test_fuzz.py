@@ -3,8 +3,9 @@
 One real `orc` process (manager and worker) takes every generated request; between examples
 nothing is reset, so the requests pile up as an outside client's would. Bodies are any JSON,
 any bytes, and TaskEvents whose fields take hostile values (huge and non-finite numbers, wide
-integers, NUL bytes, long strings, bad times). Accepted process tasks cannot run anything: the
-process's PATH holds no programs, so a generated command name resolves to nothing.
+integers, NUL bytes, long strings, bad times). Accepted process tasks cannot run anything: every
+generated command's program is a path under /nonexistent (tasks get a fixed PATH of their own,
+so an empty PATH for orc would not be enough), and no Docker engine is given.
 
 ORC_FUZZ_EXAMPLES raises the number of examples for a longer soak (default 300).
 """
@@ -128,6 +129,10 @@ def task_events(draw: st.DrawFn) -> dict[str, Any]:
         st.lists(st.sampled_from(fields), min_size=count, max_size=count, unique=True)
     ):
         task[field] = draw(_hostile(field))
+    cmd = task.get("Cmd")
+    if isinstance(cmd, list) and cmd and isinstance(cmd[0], str):
+        # whatever the arguments, the program is one that does not exist: nothing runs
+        task["Cmd"] = [f"/nonexistent/fuzz/{cmd[0]}", *cmd[1:]]
     event: dict[str, Any] = {"State": draw(st.sampled_from([2, 2, 2, 2, 1, 3, 0, 7])), "Task": task}
     if draw(st.booleans()):
         event["ID"] = str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1))))
@@ -164,7 +169,9 @@ ROUTES = [
 
 
 def _known(task: dict[str, Any], **event: Any) -> bytes:
-    return json.dumps({"State": 2, **event, "Task": {"Cmd": ["no-such-program"], **task}}).encode()
+    return json.dumps(
+        {"State": 2, **event, "Task": {"Cmd": ["/nonexistent/no-such-program"], **task}}
+    ).encode()
 
 
 # Faults found by hand before (issue 13): each is tried on every run, besides what hypothesis
@@ -173,7 +180,7 @@ KNOWN = [
     _known({"CPU": 1e308}),
     _known({"Memory": 2**64}),
     _known({"ExposedPorts": {"80/tcp": {"x": 2**70}}}),
-    _known({"Cmd": ["a\x00b"]}),
+    _known({"Cmd": ["/nonexistent/a\x00b"]}),
     _known({"Env": ["A=b\x00c"]}),
     _known({}, RequestedAt="yesterday"),
     _known({"StartsAt": "not a time", "ContainerID": 2**80}),

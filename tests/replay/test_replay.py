@@ -252,7 +252,7 @@ def test_check_catches_illegal_transition_from_apply_and_restart_counts(
         (1, NodeJoined(at=t(0), node=node)),
         (2, TaskSubmitted(at=t(1), task=Task(id="x", restart_count=2))),
         (3, TaskStarted(at=t(2), task_id="x", node="")),  # Pending -> Running
-        (4, TaskSubmitted(at=t(3), task=Task(id="x"))),  # submitted twice
+        (4, TaskSubmitted(at=t(3), task=Task(id="x", restart_count=2))),  # submitted twice
         (5, TaskUnplaced(at=t(4), task_id="x", reason="r")),  # fine: the check went on
     ]
     result = replay.check(records)

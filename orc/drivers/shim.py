@@ -1,0 +1,319 @@
+"""The per-task supervisor of process tasks (a "shim", as conmon and containerd call theirs):
+the parent of a task's process, which outlives the worker, waits for the process and writes
+how it ended into the task's working directory. A worker that was killed and restarted reads
+that record, so a task that ended while orc was down keeps its real exit code.
+
+Only the task's parent can learn its exit status, and a Python interpreter takes about 10 ms
+to start. So one **launcher** per process driver is started once (`python -I -S shim.py`,
+standard library only, in a session of its own) and keeps a few shims forked ahead, idle: a
+fork of a small process, not of the worker's, made before it is needed. Its stdin is a
+`SOCK_SEQPACKET` socket whose other end is the worker's: each request is one message, taken by
+exactly one idle shim, which tells the launcher (which forks the next) and carries it out; its
+reply is one message back. When the worker ends, its end of the socket closes: the launcher
+and the idle shims end, and the shims that run tasks (each in a session of its own) live on.
+
+The worker and its shims speak through the task's working directory, whose files are the
+protocol (`orc.drivers.process` is the worker's side):
+
+- `launch`: the intent, written by the worker before it asks for a launch: one JSON line
+  `{"launch": ID, "attempt": N, "task": {...}}`. The shim appends `spawning` just before it
+  starts the process; a worker that gives a launch up appends `abandoned`. A request is carried
+  out only by whoever holds the directory's lock and finds the line alone, with its own ID.
+- `run.json`: written by the shim once the process runs (then renamed into place): the
+  intent's fields and the pids and start times of the process and of the shim.
+- `exit`: written by the shim once the process has ended (then renamed into place): `code`
+  (None when it could not start) and `error`, with the launch ID and attempt.
+- the directory itself is locked (`flock`) by the shim from before it looks at the intent
+  until it ends (the task does not inherit the lock). So a worker that holds the lock knows
+  that no shim of the task is alive, and that none can start it without seeing what the
+  worker appends to the intent first.
+
+Replies: `{"launch": ID, "pid": ..., "start_ticks": ..., "shim_pid": ..., "shim_ticks": ...}`
+once the process runs, `{"launch": ID, "error": ...}` when it could not start (also recorded
+in `exit`), `{"launch": ID, "resolve": why}` when the request was not carried out (the worker
+then reads the files).
+
+This module imports only the standard library: it runs without orc's environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gc
+import json
+import os
+import select
+import signal
+import sys
+from typing import Any
+
+LAUNCH = "launch"
+RUN = "run.json"
+EXIT = "exit"
+OUTPUT = ("stdout", "stderr")
+SPAWNING = b"spawning"
+ABANDONED = b"abandoned"
+
+IDLE = 4  # shims kept forked ahead
+MAX_REQUEST = 1 << 20  # bytes: a request (argv and environment) larger is refused
+
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_REPLIED = ("pid", "start_ticks", "shim_pid", "shim_ticks")
+
+
+def start_ticks(pid: int, zombie: bool = False) -> int | None:
+    """When process `pid` started, in clock ticks since boot: with the pid, the process's
+    identity, since pids are reused. None if it is gone, or (unless `zombie`) has ended and
+    waits to be reaped. Read from /proc directly: psutil costs a millisecond."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z" and not zombie:
+        return None
+    return int(fields[19])
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_exit(returncode: int) -> tuple[int, str]:
+    """A return code (negative: killed by that signal) as the task's exit code and error
+    (empty for success)."""
+    if returncode == 0:
+        return 0, ""
+    if returncode < 0:
+        return 128 - returncode, f"killed by {signal_name(-returncode)}"
+    return returncode, f"exited with status {returncode}"
+
+
+def launch_error(argv0: str, exc: BaseException) -> str:
+    """Why the process could not start, as the task's `Error`."""
+    if isinstance(exc, OSError):
+        return f"cannot start {argv0!r}: {exc.strerror or exc}"
+    return f"cannot start {argv0!r}: {exc}"
+
+
+def program(argv0: str, path: str) -> str:
+    """The file `execvp` would run for `argv0`, looked for on `path` (the task's PATH, not
+    ours); FileNotFoundError or PermissionError as `execvp` would fail."""
+    if "/" in argv0:
+        return argv0
+    denied = ""
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", argv0)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = candidate
+    if denied:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+
+
+def spawn(argv: list[str], env: dict[str, str], stdin: int, stdout: int, stderr: int) -> int:
+    """Start `argv` (without a shell) in a process group of its own, so a stop signals it and
+    its children and not the shim, with the signals Python ignores back to their defaults.
+    `posix_spawn`, not `subprocess`: in a freshly forked shim every page Python writes is
+    copied first, and `subprocess.Popen` writes four times as many."""
+    return os.posix_spawn(
+        program(argv[0], env.get("PATH", os.defpath)),
+        argv,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ],
+        setpgroup=0,
+        setsigmask=(),
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
+    )
+
+
+def write_atomically(dirfd: int, name: str, data: bytes) -> None:
+    """`name` in the directory `dirfd` holds `data`, or what it held before: never a part.
+    (The process driver's spare directories hold the temporary files already: no file is
+    created on the launch path.)"""
+    tmp = f".{name}.new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dirfd)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+
+
+def _json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _log(message: str) -> None:
+    print(f"orc shim {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
+# -- the launcher --------------------------------------------------------------------------------
+
+
+def serve() -> None:
+    """The launcher: keep IDLE shims forked, until the worker's end of the socket closes."""
+    # the shims it forks are reaped by the kernel: the launcher never waits for them
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    gc.freeze()  # what exists now is never collected, so forks share its pages for good
+    taken_r, taken_w = os.pipe()
+    poller = select.poll()
+    poller.register(0, 0)  # only its hangup: the requests are the shims' to take
+    poller.register(taken_r, select.POLLIN)
+    idle = 0
+    while True:
+        while idle < IDLE:
+            if os.fork() == 0:
+                try:
+                    os.close(taken_r)
+                    _Shim(taken_w).run()
+                finally:
+                    os._exit(0)
+            idle += 1
+        for fd, _ in poller.poll():
+            if fd == 0:
+                return  # the worker has gone: so do the idle shims (they read its end)
+            idle -= len(os.read(taken_r, IDLE))
+
+
+# -- a shim --------------------------------------------------------------------------------------
+
+
+class _Shim:
+    """One shim, forked ahead by the launcher: it waits for one request and carries it out.
+    It tells the launcher (which then forks the next) once it has answered, so that fork does
+    not take the CPU from this launch."""
+
+    def __init__(self, taken: int) -> None:
+        os.setsid()  # outlives the launcher and its session
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the launcher ignores it; we wait
+        gc.disable()  # nothing to collect here, and a collection writes to pages it shares
+        self.taken = taken
+        self.pid = os.getpid()
+        self.ticks = start_ticks(self.pid) or 0
+        self._rehearse()
+
+    def _rehearse(self) -> None:
+        """Go through a launch's Python work once while idle, to no effect. A fresh fork
+        shares its pages with the launcher, and the first write to each costs a copy: paying
+        for those now takes most of a millisecond off the launch to come."""
+        request = json.loads(_json({"launch": "", "dir": "", "argv": ["x"], "env": {"A": "b"}}))
+        intent = json.loads(_json({"launch": "", "attempt": 0, "task": {"ID": "", "Env": []}}))
+        record = {**intent, **request, "pid": 0, "start_ticks": start_ticks(self.pid) or 0}
+        _json(record | {key: record.get(key) for key in _REPLIED})
+        describe_exit(0)
+
+    def run(self) -> None:
+        try:
+            message = os.read(0, MAX_REQUEST)
+        except OSError:
+            return
+        if not message:
+            return  # the worker has gone
+        request: dict[str, Any] = {}
+        try:
+            request = json.loads(message)
+            self._carry_out(request)
+        except Exception as exc:  # a request it cannot read, a directory gone: say so
+            self._reply({"launch": request.get("launch", ""), "error": f"orc's shim: {exc!r}"})
+        finally:
+            self._taken()
+
+    def _reply(self, reply: dict[str, Any]) -> None:
+        """One message to the worker (a worker that has gone no longer listens); then the
+        launcher may fork the next shim."""
+        with contextlib.suppress(OSError):
+            os.write(0, _json(reply))
+        self._taken()
+
+    def _taken(self) -> None:
+        """Tell the launcher, once, that this shim is idle no more."""
+        if self.taken >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.taken, b".")
+                os.close(self.taken)
+            self.taken = -1
+
+    def _carry_out(self, request: dict[str, Any]) -> None:
+        """Start the request's process if its launch is still wanted, holding the directory's
+        lock from before it looks at the intent to its own end."""
+        launch_id = request["launch"]
+        dirfd = os.open(request["dir"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._reply({"launch": launch_id, "resolve": "busy"})
+            return
+        intent_fd = os.open(LAUNCH, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, dir_fd=dirfd)
+        chunks = []
+        while chunk := os.read(intent_fd, 65536):
+            chunks.append(chunk)
+        first, _, rest = b"".join(chunks).partition(b"\n")
+        intent = json.loads(first)
+        if intent.get("launch") != launch_id or rest.strip():
+            self._reply({"launch": launch_id, "resolve": "stale"})
+            return
+        self._supervise(request, intent, dirfd, intent_fd)
+
+    def _supervise(
+        self, request: dict[str, Any], intent: dict[str, Any], dirfd: int, intent_fd: int
+    ) -> None:
+        """Start the task's process, record it, answer, wait for it, record its end."""
+        argv = list(request["argv"])
+        try:
+            os.write(intent_fd, SPAWNING + b"\n")
+            os.close(intent_fd)
+            os.fchdir(dirfd)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            out = os.open(OUTPUT[0], _APPEND, 0o644)
+            err = os.open(OUTPUT[1], _APPEND, 0o644)
+            pid = spawn(argv, request["env"], devnull, out, err)
+        except Exception as exc:
+            error = launch_error(argv[0] if argv else "", exc)
+            _record_exit(dirfd, intent, None, error)
+            self._reply({"launch": request["launch"], "error": error})
+            return
+        os.close(out)
+        os.close(err)
+        record = {
+            **intent,
+            "pid": pid,
+            "start_ticks": start_ticks(pid, zombie=True) or 0,
+            "shim_pid": self.pid,
+            "shim_ticks": self.ticks,
+        }
+        try:
+            write_atomically(dirfd, RUN, _json(record) + b"\n")
+        except OSError as exc:  # the worker still learns the pid from the reply
+            _log(f"cannot write {RUN}: {exc}")
+        self._reply({key: record[key] for key in _REPLIED} | {"launch": request["launch"]})
+        os.dup2(devnull, 0)  # done with the worker's socket: it may go away now
+        code, error = describe_exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        _record_exit(dirfd, intent, code, error)
+
+
+def _record_exit(dirfd: int, intent: dict[str, Any], code: int | None, error: str) -> None:
+    """How the launch ended, for the worker now or after a restart (a disk that refuses it
+    leaves the exit status unknown, and the worker says so)."""
+    record = {"code": code, "error": error, "launch": intent["launch"]}
+    record["attempt"] = intent["attempt"]
+    try:
+        write_atomically(dirfd, EXIT, _json(record) + b"\n")
+    except OSError as exc:
+        _log(f"cannot write {EXIT}: {exc}")
+
+
+if __name__ == "__main__":
+    serve()
