@@ -17,7 +17,9 @@ Two versions of segment, the same frames in both:
   frames by writing zeros there (``RESERVE_BYTES`` at a time), so that the fdatasync of a frame
   overwrites allocated blocks and need not also write the file's size and block map. Zeros
   from the end of the last frame to the end of the file are the end of the segment; a torn
-  frame followed by zeros is a torn tail, of the bytes up to its last non-zero one.
+  frame followed by zeros is a torn tail, of the bytes up to its last non-zero one. (So a
+  last frame that the disk lost whole, zeros where it was, reads as the end unreported, where
+  the old format reported a torn tail; any damage with a good frame after it is refused.)
 - ``ORCLOG01`` (``MAGIC_V1``): each frame grows the file; the file ends with its last frame,
   and anything after it (zeros too) is a torn tail. Still read, never created.
 """

@@ -71,7 +71,8 @@ class _Submission:
 class EventLog:
     """A directory of segment files holding records numbered 1, 2, 3, ... without gaps.
 
-    Use `EventLog.open`; the constructor does no I/O.
+    Use `EventLog.open`; the constructor does no I/O (it starts the log's writer thread, which
+    `aclose` ends).
     """
 
     def __init__(

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, str] = {
     "ORC_MAX_TASKS": "1000000",
     "ORC_MAX_PENDING": "10000",
     "ORC_MAX_STREAMS": "64",
+    "ORC_ORDERS_MAX_BODY": "67108864",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -100,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_tasks: int = 1_000_000
     max_pending: int = 10_000
     max_streams: int = 64
+    # a worker's POST /orders body at most (a reconcile names every task placed on the node)
+    orders_max_body: int = 64 << 20
 
 
 class ConfigError(ValueError):
@@ -182,6 +185,9 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         max_tasks=_at_least("ORC_MAX_TASKS", int(number("ORC_MAX_TASKS", int)), 1),
         max_pending=_at_least("ORC_MAX_PENDING", int(number("ORC_MAX_PENDING", int)), 1),
         max_streams=_at_least("ORC_MAX_STREAMS", int(number("ORC_MAX_STREAMS", int)), 1),
+        orders_max_body=_at_least(
+            "ORC_ORDERS_MAX_BODY", int(number("ORC_ORDERS_MAX_BODY", int)), 1024
+        ),
     )
 
 

@@ -13,7 +13,10 @@ runs the same loop, smaller, in `make test`):
 
 `single` kills `orc` (manager and worker in one process); `split` kills `orc manager`, `orc
 worker` or both. Prints one summary line per mode (and a JSON line with --json); the exit
-status is 1 when a promise was broken, with examples of the tasks that broke it.
+status is 1 when a promise was broken, with examples of the tasks that broke it and the last
+lines orc printed. ORC_CRASH_LOG_LEVEL sets orc's log level (WARNING); ORC_CRASH_MAX_BODY the
+split cluster's ORC_MAX_BODY (orc's default, 1 MiB: a reconcile of more tasks than fit in it
+is refused by the worker).
 """
 
 from __future__ import annotations

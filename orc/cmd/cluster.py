@@ -133,7 +133,9 @@ async def run_cluster(
             nursery.start_soon(_rejoin_on_engine_change, cluster, node, settings.docker_ping)
         await _report_strays(cluster)
         for node in cluster.workers:
-            app = worker_app(node.worker, settings.data_dir, settings.max_body)
+            app = worker_app(
+                node.worker, settings.data_dir, settings.max_body, settings.orders_max_body
+            )
             require_token(app, settings.token)
             await serve(app, settings.worker_host, node.port)
             announce(f"Starting Orc worker at {settings.worker_host}:{node.port}")

@@ -195,7 +195,7 @@ async def run_manager(
                 lambda: monitor_ref[0],
                 settings.token,
                 settings.node_ttl,
-                settings.max_body,
+                settings.orders_max_body,
             ),
             mailbox_size=MAILBOX,
         )

@@ -142,7 +142,7 @@ def worker_node_app(
 ) -> QuartTrio:
     """The whole HTTP API of an `orc worker`: a worker's routes, and its update stream (from
     its journal's log) and `GET /node` for its manager."""
-    app = worker_app(worker, settings.data_dir, settings.max_body)
+    app = worker_app(worker, settings.data_dir, settings.max_body, settings.orders_max_body)
     every = settings.node_ttl / 3
     add_event_stream(app, journal.log, heartbeat=every, max_streams=settings.max_streams)
     add_worker_node_routes(app, info)

@@ -82,6 +82,22 @@ def check_id(task_id: str) -> str:
         raise Invalid(f"Expected a UUID, got {task_id!r} - at the path /tasks/{{id}}") from None
 
 
+def allow_larger_bodies(app: QuartTrio, limits: dict[str, int]) -> None:
+    """Let the routes at these exact paths take bodies up to their own limit, past
+    ORC_MAX_BODY: node-to-node routes such as a worker's `POST /orders`, whose reconcile lists
+    every task the manager places on the node. Quart sets a request's limit as it makes the
+    request, so the limit is chosen there, by path."""
+    base = app.request_class
+
+    class Request(base):  # type: ignore[valid-type, misc]
+        def __init__(self, method: str, scheme: str, path: str, *args: Any, **kw: Any) -> None:
+            if path in limits:
+                kw["max_content_length"] = limits[path]
+            super().__init__(method, scheme, path, *args, **kw)
+
+    app.request_class = Request
+
+
 def create_app(name: str, max_body: int) -> QuartTrio:
     # no `static_folder`: Quart would serve `./static/` of whatever directory orc runs in
     app = QuartTrio(name, static_folder=None)

@@ -28,6 +28,7 @@ from orc.core.messages import (
 from orc.core.model import State, Task
 from orc.core.validation import DRIVERS, Invalid, check_orders, decode_json
 from orc.http.app import (
+    allow_larger_bodies,
     check_id,
     create_app,
     error,
@@ -48,8 +49,19 @@ _stats_limiter = trio.CapacityLimiter(2)
 _orders = msgspec.json.Decoder(Orders)
 
 
-def worker_app(worker: ActorRef[object], data_dir: Path, max_body: int) -> QuartTrio:
+ORDERS_MAX_BODY = 64 << 20  # POST /orders: a reconcile of 100,000 tasks fits
+
+
+def worker_app(
+    worker: ActorRef[object],
+    data_dir: Path,
+    max_body: int,
+    orders_max_body: int = ORDERS_MAX_BODY,
+) -> QuartTrio:
+    """`orders_max_body` (ORC_ORDERS_MAX_BODY): what `POST /orders` takes, past `max_body`,
+    because a reconcile names every task placed on the node (about 500 bytes each)."""
     app = create_app("orc-worker", max_body)
+    allow_larger_bodies(app, {"/orders": max(max_body, orders_max_body)})
     taken = OrdersTaken()
 
     async def ask(message: object) -> object:

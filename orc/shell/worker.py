@@ -100,6 +100,11 @@ class Worker(Actor[object]):
                 return OrderResult(201)
             case StopTask(task_id):
                 if self._stop(task_id) is None:
+                    # Say so, so that a task the manager still thinks runs here (its order,
+                    # or this worker's memory of it, was lost) ends instead of staying stuck.
+                    why = f"node {self.node.name} does not run it (asked to stop it)"
+                    lost = TaskLost(at=self.now(), task_id=task_id, node=self.node.name, error=why)
+                    await self.updates.tell(lost)
                     return OrderResult(404, f"no task with ID {task_id} on this worker")
                 return OrderResult(204)
             case Reconcile(tasks, exclusive):
@@ -112,8 +117,8 @@ class Worker(Actor[object]):
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, task: Task) -> None:
-        """Run each run of a task (`run_key`: its submission and attempt) at most once. An
-        order for a run this worker has already (a proxy that sent it again after a timeout,
+        """Start each run of a task (`run_key`: its submission and its attempt) at most once.
+        An order for a run this worker has already (a proxy that sent it again after a timeout,
         though the first had arrived) only brings its news again: a task must never run twice.
         A restart is a new attempt, and runs; so does an ID submitted anew once forgotten."""
         known = self.tasks.get(task.id)
@@ -139,7 +144,11 @@ class Worker(Actor[object]):
     async def _launch(self, entry: Entry, driver: Driver) -> None:
         """Start in the background, so that many launches overlap their file and process work.
         Whatever goes wrong ends the task Failed with the reason: a launch never leaves it
-        Scheduled, and never takes the worker down."""
+        Scheduled, and never takes the worker down. A stop that arrived before the launch began
+        (a DELETE right after the POST: the two orders came in one batch) means it never starts."""
+        if entry.stop_wanted:
+            await self._finish(entry, Exit(None, "stopped before it started"))
+            return
         try:
             started = await driver.start(entry.task)
         except LaunchError as exc:
@@ -196,10 +205,13 @@ class Worker(Actor[object]):
 
     async def _finish(self, entry: Entry, result: Exit) -> None:
         at = self.now()
-        requested = entry.handle is not None and entry.handle.stop_requested
+        unstarted = entry.handle is None and entry.stop_wanted
+        requested = unstarted or (entry.handle is not None and entry.handle.stop_requested)
         stopped = requested and not entry.shutting_down
         if entry.shutting_down:
             error = "stopped because orc shut down"
+        elif unstarted:
+            error = "stopped before it started"
         else:
             error = "" if stopped else result.error
         entry.task = msgspec.structs.replace(

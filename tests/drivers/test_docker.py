@@ -30,7 +30,7 @@ import pytest
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import Exit, LaunchIntent, write_intent
+from orc.drivers.base import Exit, LaunchError, LaunchIntent, write_intent
 from orc.drivers.docker import DockerDriver, DockerHandle
 from tests import images
 from tests.conftest import free_port, make_settings, running_cluster, wait_for_state
@@ -673,3 +673,22 @@ def test_tasks_of_both_drivers_see_nothing_of_orcs_environment(
         orc.kill()
         _remove_all(engine, tmp_path / "data")
         e2e.kill_task_processes(tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "env", "reason"),
+    [
+        (["echo", "a\0b"], [], "holds a NUL byte"),
+        ([], ["GREETING=a\0b"], "without NUL bytes"),
+        ([], ["NO_EQUALS_SIGN"], "is not NAME=value"),
+    ],
+)
+async def test_what_no_container_can_be_given_is_a_launch_error(
+    tmp_path: Path, cmd: list[str], env: list[str], reason: str
+) -> None:
+    """Refused before the engine is asked (none answers here): a LaunchError, not an error
+    from the SDK or the engine that would take the worker down."""
+    driver = DockerDriver(tmp_path, node="n1", cluster="c", base_url="unix:///nonexistent.sock")
+    task = Task(id=str(uuid.uuid4()), name="t", image="busybox", cmd=cmd, env=env)
+    with trio.fail_after(1), pytest.raises(LaunchError, match=reason):
+        await driver.start(task)

@@ -103,14 +103,15 @@ class Split(Target):
     """`orc manager` and one `orc worker`; each round kills one of them, or both."""
 
     def __init__(self, tmp: Path) -> None:
-        # ORC_MAX_BODY as by default: a reconcile carries every task placed on the worker in
-        # one order, which the test settings' 64 KiB cannot hold for a few hundred tasks
+        # ORC_MAX_BODY as by default (or ORC_CRASH_MAX_BODY): a reconcile carries every task
+        # placed on the worker in one order, and a worker refuses an order larger than its
+        # body limit (the tests' 64 KiB holds about 120 tasks, 1 MiB about 1,900)
         base = orc_env(
             tmp / "m",
             ORC_NODE_TTL="6",
             ORC_STOP_GRACE="1",
             ORC_LOG_LEVEL=os.environ.get("ORC_CRASH_LOG_LEVEL", "WARNING"),
-            ORC_MAX_BODY="1048576",
+            ORC_MAX_BODY=os.environ.get("ORC_CRASH_MAX_BODY", "1048576"),
         )
         env = {**os.environ, **base, "PYTHONPATH": str(ROOT)}
         self.url = f"http://127.0.0.1:{base['ORC_MANAGER_PORT']}"
@@ -258,9 +259,6 @@ async def crash_loop(
         await trio.to_thread.run_sync(target.stop)
         kill_task_processes(tmp)
     _judge(report, kinds, acked, tasks, marks)
-    if report.problems():
-        for name, lines in target.output.items():
-            report.examples.append(f"{name} printed, last:\n" + "".join(lines))
     check = subprocess.run(
         [sys.executable, "-m", "orc", "replay", str(target.data_dir), "--check"],
         cwd=ROOT,
@@ -272,6 +270,9 @@ async def crash_loop(
     report.replay_check = check.returncode
     if check.returncode != 0:
         report.examples.append(f"orc replay --check: {check.stdout[-2000:]}{check.stderr[-2000:]}")
+    if report.problems():
+        for name, lines in target.output.items():
+            report.examples.append(f"{name} printed, last:\n" + "".join(lines))
     return report
 
 

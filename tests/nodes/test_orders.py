@@ -38,7 +38,11 @@ def one_worker(tmp_path: Path) -> Iterator[Cluster]:
 def lone_worker(tmp_path: Path) -> Iterator[str]:
     """An `orc worker` with no manager: its routes, as a curl user meets them."""
     port = free_port()
-    env = {**os.environ, **orc_env(tmp_path / "w"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        **orc_env(tmp_path / "w", ORC_ORDERS_MAX_BODY="65536"),
+        "PYTHONPATH": str(ROOT),
+    }
     args = ["worker", "--port", str(port), "--host", "127.0.0.1", "--name", "solo"]
     worker = OrcProcess([*args, "--data-dir", str(tmp_path / "w")], env, "Starting Orc worker")
     worker.start()

@@ -118,7 +118,11 @@ async def node(
     if not address:
         port = free_port()
         address = f"127.0.0.1:{port}"
-        env = {**os.environ, **orc_env(tmp_path / "w"), "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            **orc_env(tmp_path / "w", ORC_ORDERS_MAX_BODY="65536"),
+            "PYTHONPATH": str(ROOT),
+        }
         args = ["worker", "--port", str(port), "--host", "127.0.0.1", "--name", "n1"]
         worker_process = OrcProcess(
             [*args, "--data-dir", str(tmp_path / "w")], env, "Starting Orc worker"

@@ -20,8 +20,8 @@ import trio
 
 from actors import Actor, ActorRef, Supervisor
 from orc.clock import now
-from orc.core.events import TaskExited, TaskStarted
-from orc.core.messages import Orders, Ping, RunTask
+from orc.core.events import TaskExited, TaskLost, TaskStarted
+from orc.core.messages import Orders, Ping, RunTask, StopTask
 from orc.core.model import NodeInfo, State, Task
 from orc.drivers.base import Driver, Exit, Handle
 from orc.drivers.process import ProcessDriver, ProcessHandle
@@ -169,3 +169,32 @@ async def test_an_order_that_comes_again_runs_nothing_twice(tmp_path: Path) -> N
         anew = msgspec.structs.replace(task, created_at="2026-01-02T00:00:00+00:00")
         await node.run(anew)
     assert len(list(marks.iterdir())) == 3
+
+
+async def test_a_task_stopped_in_the_batch_that_runs_it_never_starts(tmp_path: Path) -> None:
+    """A DELETE right after the POST: the stop arrives before the launch began, so the task
+    ends (stopped, Completed) without its process ever running."""
+    marker = tmp_path / "ran"
+    task = _task(["sh", "-c", f"touch {marker}; sleep 30"])
+    drivers: dict[str, Driver] = {"process": ProcessDriver(tmp_path / "tasks", stop_grace=1)}
+    async with worker_node(drivers) as node:
+        await node.worker.ask(Orders((RunTask(task), StopTask(task.id))))
+        with trio.fail_after(2):
+            while not any(isinstance(u, TaskExited) for u in node.seen):
+                await node._changed.wait()
+        [ended] = [u for u in node.seen if isinstance(u, TaskExited)]
+        assert ended.stopped and ended.error == "stopped before it started"
+        assert not any(isinstance(u, TaskStarted) for u in node.seen)
+        await trio.sleep(0.3)
+        assert not marker.exists()
+
+
+async def test_a_stop_for_a_task_the_worker_does_not_run_says_so(tmp_path: Path) -> None:
+    """So that a task the manager still thinks runs here (its order or the worker's memory
+    of it was lost) ends when it is stopped, instead of staying stuck."""
+    drivers: dict[str, Driver] = {"process": ProcessDriver(tmp_path / "tasks", stop_grace=1)}
+    ghost = str(uuid.uuid4())
+    async with worker_node(drivers) as node:
+        await node.worker.ask(Orders((StopTask(ghost),)))
+        [lost] = [u for u in node.seen if isinstance(u, TaskLost)]
+        assert lost.task_id == ghost and "does not run it" in lost.error
