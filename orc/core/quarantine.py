@@ -22,7 +22,6 @@ Both kinds of quarantine carry `QUARANTINED` at the start of the task's `Error`;
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -30,9 +29,6 @@ from orc.core.events import TaskFailed
 from orc.core.model import Task
 from orc.core.spec import TaskSpec, spec_problem
 from orc.core.transitions import TERMINAL
-
-if TYPE_CHECKING:
-    from orc.core.state import ClusterState
 
 QUARANTINED = "quarantined: "
 MAX_DETAIL = 500  # characters of an unexpected error kept in a reason
@@ -65,8 +61,8 @@ _specs = msgspec.msgpack.Decoder(list[TaskSpec])
 _encoder = msgspec.msgpack.Encoder()
 
 
-def out_of_bounds(state: ClusterState, now: str) -> list[TaskFailed]:
-    """A `TaskFailed` for each task of `state` that has not ended and whose spec is outside the
+def out_of_bounds(tasks: Iterable[Task], now: str) -> list[TaskFailed]:
+    """A `TaskFailed` for each of `tasks` (the state's) that has not ended and whose spec is outside the
     bounds a submission must keep today (`spec_problem`): tasks an older orc accepted.
 
     Ended tasks are left alone: nothing will run them again. The check costs a few
@@ -74,7 +70,7 @@ def out_of_bounds(state: ClusterState, now: str) -> list[TaskFailed]:
     one by one only when the batch holds a bad one; start-up pays it once, for the tasks that
     have not ended.
     """
-    live = [t for t in state.tasks.values() if t.state not in TERMINAL]
+    live = [t for t in tasks if t.state not in TERMINAL]
     if not live or _all_within_bounds(live):
         return []
     failed = []

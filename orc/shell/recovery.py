@@ -81,7 +81,7 @@ async def quarantine(log: EventLog, state: ClusterState, now: str) -> list[Task]
     said: placement is total on any spec (a CPU past the bounds is placed nowhere), and the
     next start tries again.
     """
-    failed = await trio.to_thread.run_sync(out_of_bounds, state, now)
+    failed = await trio.to_thread.run_sync(out_of_bounds, state.tasks.values(), now)
     if not failed:
         return []
     before = [state.tasks[e.task_id] for e in failed]

@@ -243,11 +243,11 @@ def test_out_of_bounds_finds_the_tasks_an_older_orc_accepted() -> None:
             TaskStopRequested(at=T1, task_id="done"),  # ended: left alone
         ]
     )
-    found = out_of_bounds(state, T2)
+    found = out_of_bounds(state.tasks.values(), T2)
     assert [(e.task_id, e.at) for e in found] == [("nul", T2), ("huge", T2)]
     assert found[1].error == (f"{QUARANTINED}Task.CPU: must be a finite number between 0 and 1024")
     assert found[0].error.startswith(f"{QUARANTINED}Task.Cmd")
-    assert out_of_bounds(one_by_one(started()), T2) == []
+    assert out_of_bounds(one_by_one(started()).tasks.values(), T2) == []
 
 
 def test_a_quarantine_at_start_up_ends_a_task_waiting_to_restart() -> None:
@@ -268,7 +268,7 @@ def test_a_quarantine_at_start_up_ends_a_task_waiting_to_restart() -> None:
     ]
     state = one_by_one([*waiting, TaskFailed(at=T1, task_id=ID, error="exited 1")])
     assert state.waiting(ID) and state.tasks[ID].state == State.SCHEDULED
-    (quarantine,) = out_of_bounds(state, T2)
+    (quarantine,) = out_of_bounds(state.tasks.values(), T2)
     apply(state, quarantine)
     assert state.tasks[ID].state == State.FAILED and ID not in state.restarts
     assert state.tasks[ID].error.startswith(QUARANTINED)

@@ -195,7 +195,7 @@ def test_decisions_never_raise(events: list[AnyEvent], data: st.DataObject, poli
         decision = decide.review(state, decision, restarts)
         for event in decision.events:
             apply(state, event)
-    out_of_bounds(state, "2026-11-28T12:00:00+00:00")
+    out_of_bounds(state.tasks.values(), "2026-11-28T12:00:00+00:00")
 
 
 @FAST
