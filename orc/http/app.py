@@ -22,6 +22,7 @@ from actors import ActorError
 from orc.core.messages import Reply
 from orc.core.model import Task, TaskEvent, for_wire
 from orc.core.validation import Invalid, check_task_event, decode_task_event
+from orc.http import wire
 from orc.http.metrics import instrument
 
 log = logging.getLogger("orc.http")
@@ -34,7 +35,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error(status: int, message: str) -> Response:
-    return json_response({"message": message}, status)
+    return json_response(wire.Error(message), status)
 
 
 def no_content() -> Response:
@@ -221,6 +222,4 @@ async def serve_app(
 def logs_response(logs: tuple[bytes, bytes]) -> Response:
     """A task's output as JSON `{"Stdout": ..., "Stderr": ...}` (UTF-8, bad bytes replaced)."""
     out, err = logs
-    return json_response(
-        {"Stdout": out.decode("utf-8", "replace"), "Stderr": err.decode("utf-8", "replace")}
-    )
+    return json_response(wire.Logs(out.decode("utf-8", "replace"), err.decode("utf-8", "replace")))

@@ -134,11 +134,9 @@ class Manager(Actor):
             RestartDue: lambda s, m: decide.restart_due(s, m, self.restarts),
             Unhealthy: lambda s, m: decide.unhealthy(s, m, self.restarts),
             Purge: lambda s, m: decide.purge(s, m, self.ended),
-            Submit: lambda s, m: decide.submit(s, m, self.limits, len(self.pending)),
+            Submit: lambda s, m: decide.submit(s, m, self.limits, self._pending()),
         }
         self.limits = limits or decide.Limits()
-        # tasks waiting to be placed, for the ORC_MAX_PENDING limit (derived from the state)
-        self.pending: set[str] = set()
         # ended tasks by end time, so a purge costs what it forgets (derived from the state)
         self.ended = EndedIndex()
         self._retry: list[Envelope] = []
@@ -155,7 +153,6 @@ class Manager(Actor):
         quarantined = await quarantine(self.log, self.state, now())  # specs past the bounds
         self.meter.reset(self.state)
         self.ended = EndedIndex.of(self.state.tasks.values())
-        self.pending = {t.id for t in self.state.tasks.values() if t.state == State.PENDING}
         self._since_snapshot = self.log.last_seq - base
         await self._resync_scheduler()
         for name, proxy in self.proxies.items():
@@ -320,7 +317,6 @@ class Manager(Actor):
                     ended.append(task_id)
         # a run that ended in a restart is still placed: it waits for its backoff there
         ended = [i for i in ended if self.state.tasks[i].state in TERMINAL]
-        self._count_pending(events)
         for task_id in ended:
             self.ended.note(self.state.tasks[task_id])
         if placed:
@@ -331,19 +327,10 @@ class Manager(Actor):
             await self.scheduler.tell(Schedule(tuple(to_schedule)))
         await self._act_restarts(events)
 
-    def _count_pending(self, events: list[AnyEvent]) -> None:
-        """Keep `pending` (tasks waiting to be placed) as the applied events left it."""
-        for event in events:
-            task_id = getattr(event, "task_id", None)
-            if isinstance(event, TaskSubmitted):
-                task_id = event.task.id
-            if not isinstance(task_id, str):
-                continue
-            task = self.state.tasks.get(task_id)
-            if task is not None and task.state == State.PENDING:
-                self.pending.add(task_id)
-            else:
-                self.pending.discard(task_id)
+    def _pending(self) -> int:
+        """Tasks waiting to be placed (for ORC_MAX_PENDING): the meter's tally of the state,
+        kept as each event applies, so neither this nor `GET /stats` walks every task."""
+        return self.meter.tasks.by_state[State.PENDING]
 
     def _decide(self, message: object) -> decide.Decision:
         """The core's decision on `message`, restarts reviewed; its notes are logged here,
@@ -448,9 +435,7 @@ class Manager(Actor):
         raise TypeError(f"manager: unexpected message {message!r}")
 
     def _stats(self) -> dict[str, object]:
-        by_state = {s.label: 0 for s in State}
-        for task in self.state.tasks.values():
-            by_state[State(task.state).label] += 1
+        by_state = {state.label: n for state, n in self.meter.tasks.by_state.items()}
         return {
             "TaskCount": len(self.state.tasks),
             "Tasks": by_state,
