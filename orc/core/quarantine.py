@@ -62,8 +62,9 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 def out_of_bounds(tasks: Iterable[Task], now: str) -> list[TaskFailed]:
-    """A `TaskFailed` for each of `tasks` (the state's) that has not ended and whose spec is outside the
-    bounds a submission must keep today (`spec_problem`): tasks an older orc accepted.
+    """A `TaskFailed` for each of `tasks` (the state's) that has not ended and whose spec is
+    outside the bounds a submission must keep today (`spec_problem`): tasks an older orc
+    accepted.
 
     Ended tasks are left alone: nothing will run them again. The check costs a few
     microseconds a task (the spec's patterns), so the tasks are checked in one batch first and
