@@ -207,6 +207,20 @@ def _duplicate(state: ClusterState, node: str, worker_seq: int, what: str) -> No
     return None
 
 
+def _update_for(
+    state: ClusterState, event: TaskStarted | TaskExited | TaskLost, what: str
+) -> Task | Decision:
+    """The task a worker's update is about, or the decision to ignore the update: applied
+    already, about an unknown task or another node's (each with a note saying so), or about a
+    task that no longer runs (nothing to change)."""
+    if seen := _duplicate(state, event.node, event.worker_seq, what):
+        return nothing(seen)
+    task = _placed_here(state, event.task_id, event.node, what)
+    if isinstance(task, Note):
+        return nothing(task)
+    return task if task.state in ACTIVE else nothing()
+
+
 def _placed_here(state: ClusterState, task_id: str, node: str, what: str) -> Task | Note:
     """The task an update from `node` is about, or why the update is ignored."""
     task = state.tasks.get(task_id)
@@ -220,24 +234,18 @@ def _placed_here(state: ClusterState, task_id: str, node: str, what: str) -> Tas
 
 
 def started(state: ClusterState, event: TaskStarted) -> Decision:
-    if seen := _duplicate(state, event.node, event.worker_seq, "a start"):
-        return nothing(seen)
-    task = _placed_here(state, event.task_id, event.node, "a start")
-    if isinstance(task, Note):
-        return nothing(task)
+    task = _update_for(state, event, "a start")
+    if isinstance(task, Decision):
+        return task
     if task.state != State.SCHEDULED:
         return nothing()
     return Decision([event])
 
 
 def exited(state: ClusterState, event: TaskExited) -> Decision:
-    if seen := _duplicate(state, event.node, event.worker_seq, "an exit"):
-        return nothing(seen)
-    task = _placed_here(state, event.task_id, event.node, "an exit")
-    if isinstance(task, Note):
-        return nothing(task)
-    if task.state not in ACTIVE:
-        return nothing()
+    task = _update_for(state, event, "an exit")
+    if isinstance(task, Decision):
+        return task
     if task.id in state.stop_requested and not event.stopped:
         event = msgspec.structs.replace(event, stopped=True)
     return Decision([event])
@@ -248,13 +256,9 @@ def lost(state: ClusterState, event: TaskLost) -> Decision:
 
     With a worker seq, the `TaskLost` itself is logged first, so the seq is applied once.
     """
-    if seen := _duplicate(state, event.node, event.worker_seq, "a loss"):
-        return nothing(seen)
-    task = _placed_here(state, event.task_id, event.node, "a loss")
-    if isinstance(task, Note):
-        return nothing(task)
-    if task.state not in ACTIVE:
-        return nothing()
+    task = _update_for(state, event, "a loss")
+    if isinstance(task, Decision):
+        return task
     marker: list[AnyEvent] = [event] if event.worker_seq else []
     if task.id in state.stop_requested:
         return Decision(
