@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union, cast, get_args
 
 import msgspec
 
+from orc.core.jobspec import JobSpec
 from orc.core.model import HostPort, NodeInfo, Task, wire_name
 
 
@@ -207,6 +208,66 @@ class StateDigest(Event, frozen=True):
     digest: str
 
 
+class JobRegistered(Event, frozen=True):
+    """A job's spec was submitted (created, changed, reverted, or launched by a periodic job):
+    it is the job's version `version`. A new task template starts a deployment (a service's
+    rolling update); a change of count or name alone does not. `parent` names the periodic
+    job that launched this run of it ("" for a job a client submitted)."""
+
+    job: JobSpec
+    version: int
+    reason: str
+    parent: str = ""
+
+
+class JobScaled(Event, frozen=True):
+    """The job's `Count` changed (`PUT /jobs/{id}/scale`); its template, and version, did not."""
+
+    job_id: str
+    count: int
+    reason: str
+
+
+class JobStopped(Event, frozen=True):
+    """The job was stopped (`DELETE /jobs/{id}`): its tasks are stopped, none is placed."""
+
+    job_id: str
+    reason: str
+
+
+class JobDecided(Event, frozen=True):
+    """One decision of the reconciler (`orc.core.reconcile`) about a job, with its reason:
+    what `orc replay --job` and `GET /jobs/{id}/history` tell.
+
+    `action` is one of `JOB_ACTIONS`. `place`, `replace`, `stop` and `revert` are followed by
+    the events that carry them out (`TaskSubmitted`, `TaskStopRequested`, `JobRegistered`);
+    the others change the job's own record (see `orc.core.state`): `wait` says what the job
+    waits for ("" once it waits for nothing), `healthy` and `unhealthy` judge a task of the
+    deployment, `deployed` and `deployment-failed` end the deployment, `complete` ends a
+    batch job, `launch` starts a periodic job's run."""
+
+    job_id: str
+    action: str
+    reason: str
+    task_id: str = ""
+    slot: int = -1
+    version: int = 0
+
+
+JOB_ACTIONS = (
+    "place",
+    "replace",
+    "stop",
+    "revert",
+    "wait",
+    "healthy",
+    "unhealthy",
+    "deployed",
+    "deployment-failed",
+    "complete",
+    "launch",
+)
+
 AnyEvent = (
     NodeJoined
     | NodeDown
@@ -224,7 +285,13 @@ AnyEvent = (
     | TaskUnhealthy
     | TaskPurged
     | StateDigest
+    | JobRegistered
+    | JobScaled
+    | JobStopped
+    | JobDecided
 )
+
+JOB_EVENTS = (JobRegistered, JobScaled, JobStopped, JobDecided)
 
 # What a worker reports, in its own log and on its `GET /events` stream.
 WorkerUpdate = TaskStarted | TaskExited | TaskLost

@@ -44,6 +44,19 @@ PortMap = dict[str, dict[str, Any]]
 HostPort = dict[str, str]
 
 
+class Constraint(
+    msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fields=True, gc=False
+):
+    """A rule a node must satisfy to run a task: its attribute `attribute` (a worker's
+    `--attr`, or the built-in `node`, the node's name) compared with `value` by `operator`:
+    `=`, `!=`, or `regexp` (the value is a regular expression the whole attribute matches).
+    A node without the attribute has "" for it. The bounds are `orc.core.jobspec`'s."""
+
+    attribute: str
+    value: str = ""
+    operator: str = "="
+
+
 class Task(Wire, frozen=True, gc=False):
     """A task as clients submit it and as orc reports it.
 
@@ -80,6 +93,16 @@ class Task(Wire, frozen=True, gc=False):
     exit_code: int | None = None
     error: str = ""
     state_name: str = ""
+    # Set by orc on a task a job made (see `orc.core.jobs`); empty on a task submitted alone.
+    # The job, the job version whose template it runs, and its slot (0..Count-1: which of the
+    # job's Count replicas it is; -1 for a system job's task, which is keyed by its node).
+    job_id: str = ""
+    job_version: int = 0
+    slot: int = 0
+    # Where it may run (the job's `Constraints`, and a system job's pin to its node), and the
+    # node attribute its job spreads its tasks over ("" none, "node" each node).
+    constraints: tuple[Constraint, ...] | None = None
+    spread: str = ""
 
 
 SPEC_FIELDS = (
@@ -124,6 +147,9 @@ class NodeInfo(msgspec.Struct, frozen=True, rename=wire_name, forbid_unknown_fie
     cores: int = 0
     memory: int = 0
     disk: int = 0
+    # What the operator says about the node (`orc worker --attr rack=a`), for `Constraints`
+    # and `Spread`; None when it declares nothing.
+    attrs: dict[str, str] | None = None
 
 
 def for_wire(task: Task) -> Task:

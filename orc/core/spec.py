@@ -171,6 +171,11 @@ class TaskBody(TaskSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
     exit_code: msgspec.Raw = msgspec.Raw()
     error: msgspec.Raw = msgspec.Raw()
     state_name: msgspec.Raw = msgspec.Raw()
+    job_id: msgspec.Raw = msgspec.Raw()
+    job_version: msgspec.Raw = msgspec.Raw()
+    slot: msgspec.Raw = msgspec.Raw()
+    constraints: msgspec.Raw = msgspec.Raw()
+    spread: msgspec.Raw = msgspec.Raw()
 
 
 class TaskEventBody(msgspec.Struct, rename=wire_name, frozen=True, forbid_unknown_fields=True):

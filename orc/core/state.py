@@ -22,6 +22,10 @@ import msgspec
 
 from orc.core.events import (
     AnyEvent,
+    JobDecided,
+    JobRegistered,
+    JobScaled,
+    JobStopped,
     NodeDown,
     NodeJoined,
     NodeLogReset,
@@ -39,6 +43,19 @@ from orc.core.events import (
     TaskUnhealthy,
     TaskUnplaced,
 )
+from orc.core.jobs import (
+    CANCELLED,
+    COMPLETE,
+    DEPLOYED,
+    FAILED,
+    LIVE,
+    RUNNING,
+    STOPPED,
+    Deployment,
+    JobRecord,
+    JobVersion,
+)
+from orc.core.jobspec import template_of
 from orc.core.model import NodeInfo, State, Task
 from orc.core.quarantine import MAX_DETAIL, QUARANTINED, Quarantine
 from orc.core.restarts import RestartState, fmt_seconds
@@ -73,6 +90,10 @@ class ClusterState:
     unhealthy: dict[str, str] = field(default_factory=dict)
     # Tasks `apply` ended Failed because it could not apply an event about them (see `apply`).
     quarantined: dict[str, Quarantine] = field(default_factory=dict)
+    # Jobs by ID (`orc.core.jobs`), and the tasks each made that the state still holds (in the
+    # order they were made): the reconciler reads a job's tasks without walking every task.
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    job_tasks: dict[str, dict[str, None]] = field(default_factory=dict)
 
     def tasks_on(self, node: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.node == node]
@@ -112,6 +133,12 @@ def _legal(task: Task, dst: State) -> State:
 
 def _submitted(state: ClusterState, e: TaskSubmitted) -> None:
     state.tasks[e.task.id] = e.task
+    job_id = e.task.job_id
+    if job_id:
+        state.job_tasks.setdefault(job_id, {})[e.task.id] = None
+        job = state.jobs.get(job_id)
+        if job is not None:
+            state.jobs[job_id] = _replace(job, made=job.made + 1)
 
 
 def _unplaced(state: ClusterState, e: TaskUnplaced) -> None:
@@ -270,7 +297,9 @@ def _purged(state: ClusterState, e: TaskPurged) -> None:
     """The manager purges only ended tasks (`decide.purge`): one that has not ended stays."""
     if state.tasks[e.task_id].state not in TERMINAL:
         return
-    del state.tasks[e.task_id]
+    task = state.tasks.pop(e.task_id)
+    if task.job_id and task.job_id in state.job_tasks:
+        state.job_tasks[task.job_id].pop(e.task_id, None)
     state.stop_requested.discard(e.task_id)
     state.restarts.pop(e.task_id, None)
     state.unhealthy.pop(e.task_id, None)
@@ -295,6 +324,87 @@ def _digest(state: ClusterState, e: StateDigest) -> None:
     """Changes nothing: it records what the state was (see `orc replay --check`)."""
 
 
+# -- jobs (`orc.core.jobs`) -------------------------------------------------------------------
+
+
+def _job_registered(state: ClusterState, e: JobRegistered) -> None:
+    spec = e.job
+    version = JobVersion(e.version, spec, e.at, e.reason)
+    job = state.jobs.get(spec.id)
+    if job is None:
+        deployment = Deployment(e.version, RUNNING, e.at) if spec.type == "service" else None
+        state.jobs[spec.id] = JobRecord(
+            spec=spec,
+            version=e.version,
+            status=LIVE,
+            submitted_at=e.at,
+            updated_at=e.at,
+            versions=(version,),
+            deployment=deployment,
+            parent=e.parent,
+        )
+        state.job_tasks.setdefault(spec.id, {})
+        return
+    deployment = job.deployment
+    if spec.type == "service" and template_of(spec) != template_of(job.spec):
+        deployment = Deployment(e.version, RUNNING, e.at)
+    elif deployment is not None and deployment.state == RUNNING and spec.type != "service":
+        deployment = _replace(deployment, state=CANCELLED, reason="the job is no longer a service")
+    state.jobs[spec.id] = _replace(
+        job,
+        spec=spec,
+        version=e.version,
+        status=LIVE,
+        updated_at=e.at,
+        versions=(*job.versions, version),
+        deployment=deployment,
+        waiting="",
+    )
+
+
+def _job_scaled(state: ClusterState, e: JobScaled) -> None:
+    job = state.jobs[e.job_id]
+    state.jobs[e.job_id] = _replace(
+        job, spec=_replace(job.spec, count=e.count), updated_at=e.at, status=LIVE
+    )
+
+
+def _job_stopped(state: ClusterState, e: JobStopped) -> None:
+    job = state.jobs[e.job_id]
+    deployment = job.deployment
+    if deployment is not None and deployment.state == RUNNING:
+        deployment = _replace(deployment, state=CANCELLED, reason=e.reason)
+    state.jobs[e.job_id] = _replace(
+        job, status=STOPPED, updated_at=e.at, deployment=deployment, waiting=""
+    )
+
+
+def _job_decided(state: ClusterState, e: JobDecided) -> None:
+    job = state.jobs[e.job_id]
+    d = job.deployment
+    changes: dict[str, Any] = {}
+    match e.action:
+        case "wait":
+            changes["waiting"] = e.reason
+        case "complete":
+            changes["status"] = COMPLETE
+            changes["waiting"] = ""
+        case "launch":
+            changes["launched_at"] = e.at
+        case "healthy" | "unhealthy" if d is not None and d.version == e.version:
+            seen = d.healthy if e.action == "healthy" else d.unhealthy
+            if e.task_id not in seen:
+                key = e.action  # the field of the same name
+                changes["deployment"] = _replace(d, **{key: (*seen, e.task_id)})
+        case "deployed" if d is not None and d.version == e.version:
+            changes["deployment"] = _replace(d, state=DEPLOYED, reason=e.reason)
+            changes["stable"] = e.version
+        case "deployment-failed" if d is not None and d.version == e.version:
+            changes["deployment"] = _replace(d, state=FAILED, reason=e.reason)
+    if changes:
+        state.jobs[e.job_id] = _replace(job, **changes)
+
+
 # Each handler takes its own event type: the table is typed by what all of them accept.
 _HANDLERS: dict[type, Callable[[ClusterState, Any], None]] = {
     TaskSubmitted: _submitted,
@@ -313,6 +423,10 @@ _HANDLERS: dict[type, Callable[[ClusterState, Any], None]] = {
     TaskUnhealthy: _unhealthy,
     TaskPurged: _purged,
     StateDigest: _digest,
+    JobRegistered: _job_registered,
+    JobScaled: _job_scaled,
+    JobStopped: _job_stopped,
+    JobDecided: _job_decided,
 }
 
 

@@ -15,6 +15,10 @@ from orc.core.events import (
     ALL_EVENTS,
     AnyEvent,
     Event,
+    JobDecided,
+    JobRegistered,
+    JobScaled,
+    JobStopped,
     NodeDown,
     NodeJoined,
     NodeLogReset,
@@ -38,7 +42,9 @@ from orc.core.events import (
     parse_tag,
     to_wire,
 )
+from orc.core.jobspec import JobSpec
 from orc.core.model import NodeInfo, State, Task
+from orc.core.spec import TaskSpec
 from orc.core.upcast import Upcaster, event_types, upcaster
 
 AT = "2026-11-28T12:00:00.000000+00:00"
@@ -95,6 +101,24 @@ EXAMPLES: list[AnyEvent] = [
     ),
     TaskPurged(at=AT, task_id=TASK_ID, reason="ended more than 1d ago"),
     StateDigest(at=AT, seq=42, digest="0123456789abcdef0123456789abcdef"),
+    JobRegistered(
+        at=AT,
+        job=JobSpec(id="web", count=3, task=TaskSpec(name="web", cmd=["httpd"])),
+        version=2,
+        reason="submitted",
+        parent="nightly",
+    ),
+    JobScaled(at=AT, job_id="web", count=5, reason="scaled by request"),
+    JobStopped(at=AT, job_id="web", reason="stopped by request"),
+    JobDecided(
+        at=AT,
+        job_id="web",
+        action="place",
+        reason="slot 2 is empty",
+        task_id=TASK_ID,
+        slot=2,
+        version=2,
+    ),
 ]
 
 # The version and the record layout (array order, by wire name) of every event, pinned. A record
@@ -134,6 +158,10 @@ LAYOUTS: dict[str, tuple[int, tuple[str, ...]]] = {
     "TaskUnhealthy": (1, ("TaskID", "Node", "Reason", "Failures", "Stop", "At")),
     "TaskPurged": (1, ("TaskID", "Reason", "At")),
     "StateDigest": (1, ("Seq", "Digest", "At")),
+    "JobRegistered": (1, ("Job", "Version", "Reason", "Parent", "At")),
+    "JobScaled": (1, ("JobID", "Count", "Reason", "At")),
+    "JobStopped": (1, ("JobID", "Reason", "At")),
+    "JobDecided": (1, ("JobID", "Action", "Reason", "TaskID", "Slot", "Version", "At")),
 }
 
 

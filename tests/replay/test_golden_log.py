@@ -26,6 +26,7 @@ from msgspec.structs import replace
 from eventlog import EventLog, open_readonly
 from orc.cmd.main import main
 from orc.core.events import (
+    JOB_EVENTS,
     ALL_EVENTS,
     AnyEvent,
     NodeJoined,
@@ -72,8 +73,11 @@ def test_the_golden_files_are_as_written(golden: Path) -> None:
 
 
 def test_it_covers_every_event_type(golden: Path) -> None:
+    """Every event type there was when the golden logs were written (jobs came later: their
+    events are replayed by the job tests' own logs)."""
     want = expected(golden)
-    assert set(want["counts"]) == {cls.__name__ for cls in ALL_EVENTS}
+    newer = {cls.__name__ for cls in JOB_EVENTS}
+    assert set(want["counts"]) == {cls.__name__ for cls in ALL_EVENTS} - newer
     assert sum(want["counts"].values()) == want["last_seq"]
 
 
@@ -127,13 +131,37 @@ def test_orc_replay_check_passes(golden: Path, capsys: pytest.CaptureFixture[str
     )
 
 
+# Keys a task and a node gained with jobs (`orc.core.model`): an old record shows them at
+# their defaults.
+ADDED = {
+    "JobID": "",
+    "JobVersion": 0,
+    "Slot": 0,
+    "Constraints": None,
+    "Spread": "",
+    "Attrs": None,
+}
+
+
+def _without_added(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_added(v) for k, v in value.items() if not (k in ADDED and v == ADDED[k])
+        }
+    if isinstance(value, list):
+        return [_without_added(v) for v in value]
+    return value
+
+
 def test_the_wire_shows_each_record_as_the_old_orc_wrote_it() -> None:
     """An old record is an object with `Type` and PascalCase keys, the JSON that `GET /events`
-    has always sent: today's wire form of the upcast event is that same JSON, byte for byte."""
+    has always sent: today's wire form of the upcast event is that same JSON, byte for byte,
+    once the keys jobs added (at their defaults) are set aside; those come after the old ones."""
     maps = open_readonly(MAPS / "log", dict[str, Any])  # as stored: plain maps
     events = read(MAPS / "log").records
     for (seq, stored), (_, event) in zip(maps.read(), events, strict=True):
-        assert msgspec.json.encode(to_wire(event)) == msgspec.json.encode(stored), seq
+        today = msgspec.json.decode(msgspec.json.encode(to_wire(event)))
+        assert msgspec.json.encode(_without_added(today)) == msgspec.json.encode(stored), seq
 
 
 async def test_an_old_log_goes_on_in_todays_format(golden: Path, log_dir: Path) -> None:
