@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 import msgspec
 
-from orc.core.placement import POLICIES
+from orc.core.placement import POLICIES, attrs_problem
 
 DEFAULTS: dict[str, str] = {
     "ORC_MANAGER_HOST": "localhost",
@@ -42,6 +42,7 @@ DEFAULTS: dict[str, str] = {
     "ORC_WORKERS": "",
     "ORC_TOKEN": "",
     "ORC_WORKER_NAME": "",
+    "ORC_WORKER_ATTRS": "",
     "ORC_MAX_TASKS": "1000000",
     "ORC_MAX_PENDING": "10000",
     "ORC_MAX_STREAMS": "64",
@@ -95,6 +96,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: tuple[str, ...] = ()
     token: str = ""
     worker_name: str = ""
+    # this worker's attributes (`rack=a,zone=z1`), for jobs' constraints and spread
+    worker_attrs: tuple[tuple[str, str], ...] = ()
     # load limits (docs/operations.md): tasks the manager holds at most, tasks waiting to be
     # placed at most (more submissions get 503 / 429 with Retry-After), and concurrent
     # streams (`GET /events`) per node
@@ -182,6 +185,7 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         workers=_workers(merged["ORC_WORKERS"]),
         token=merged["ORC_TOKEN"],
         worker_name=merged["ORC_WORKER_NAME"].strip(),
+        worker_attrs=_worker_attrs(merged["ORC_WORKER_ATTRS"]),
         max_tasks=_at_least("ORC_MAX_TASKS", int(number("ORC_MAX_TASKS", int)), 1),
         max_pending=_at_least("ORC_MAX_PENDING", int(number("ORC_MAX_PENDING", int)), 1),
         max_streams=_at_least("ORC_MAX_STREAMS", int(number("ORC_MAX_STREAMS", int)), 1),
@@ -205,6 +209,31 @@ def _workers(raw: str) -> tuple[str, ...]:
         if not host or not port.isdigit():
             raise ConfigError(f"setting ORC_WORKERS: {w!r} is not host:port")
     return workers
+
+
+def parse_attrs(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """`KEY=VALUE` items (each may hold several, comma-separated) as a node's attributes, a
+    later value of a key winning; ConfigError saying what is wrong when one is not KEY=VALUE
+    or breaks the bounds (`orc.core.placement.attrs_problem`): the caller names the source."""
+    attrs: dict[str, str] = {}
+    for item in items:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"expected KEY=VALUE, got {part.strip()!r}")
+            attrs[key.strip()] = value.strip()
+    if problem := attrs_problem(attrs):
+        raise ConfigError(problem)
+    return tuple(attrs.items())
+
+
+def _worker_attrs(raw: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return parse_attrs([raw])
+    except ConfigError as exc:
+        raise ConfigError(f"setting ORC_WORKER_ATTRS={raw!r}: {exc}") from None
 
 
 def _at_least(key: str, value: _N, least: float) -> _N:

@@ -36,6 +36,7 @@ LAYERS = (
     "e2e",
     "layout",
     "ui",
+    "ha",
 )
 
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_ADDR = "http://127.0.0.1:8000"
@@ -360,7 +361,7 @@ def history(
 
 
 def nodes(addr: Addr = DEFAULT_ADDR, token: Token = "", json: Json = False) -> None:
-    """Worker nodes: capacity, what is allocated, heartbeat age, up or down.
+    """Worker nodes: attributes, capacity, what is allocated, heartbeat age, up or down.
 
     \b
     Example:
@@ -371,7 +372,8 @@ def nodes(addr: Addr = DEFAULT_ADDR, token: Token = "", json: Json = False) -> N
         out.print(jsonlib.dumps(views), markup=False)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "STATE", "ADDRESS", "DRIVERS", "CPU", "MEMORY", "TASKS", "HEARD"):
+    columns = ("NAME", "STATE", "ADDRESS", "DRIVERS", "ATTRS", "CPU", "MEMORY", "TASKS", "HEARD")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for n in views:
         used = n["Allocated"]
@@ -380,12 +382,20 @@ def nodes(addr: Addr = DEFAULT_ADDR, token: Token = "", json: Json = False) -> N
             n["State"] if n["State"] == "up" else f"[red]{n['State']}[/red]",
             n["Address"],
             ",".join(n["Drivers"]),
+            _attrs(n.get("Attrs")),
             f"{used['CPU']:g}/{n['Cores']}",
             f"{_bytes(used['Memory'])}/{_bytes(n['Memory'])}",
             str(n["TaskCount"]),
             _age(n.get("LastHeartbeat")) if n.get("LastHeartbeat") else "-",
         )
     out.print(table)
+
+
+def _attrs(attrs: dict[str, str] | None, width: int = 40) -> str:
+    """`rack=a,zone=z1`, cut at `width` (`--json` has them all); `-` for none. Escaped: an
+    attribute's value is the operator's text, not Rich markup."""
+    text = ",".join(f"{k}={v}" for k, v in (attrs or {}).items()) or "-"
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def events(

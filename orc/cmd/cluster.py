@@ -1,7 +1,8 @@
 """`orc` with no command: one process, a whole cluster. The manager's actors (as `orc manager`
 builds them) and `worker_count` workers (as `orc worker` builds them), each with its HTTP
 server, under one supervisor; each worker is reached through a `LocalWorkerProxy` over memory
-channels instead of HTTP.
+channels instead of HTTP. Every worker declares the attributes of ORC_WORKER_ATTRS (they run
+on one machine), for jobs' constraints and spread.
 
 Shutdown runs in order so nothing is lost: HTTP servers stop taking requests, workers stop
 their tasks and report it, the manager logs those reports, then the log closes.
@@ -28,7 +29,7 @@ from orc.cmd.lifecycle import (
     supervisor,
 )
 from orc.cmd.manager import ManagerActors, build_manager, drain_manager, manager_http_app
-from orc.cmd.worker import node_info, probe_docker, watch_engine, worker_drivers
+from orc.cmd.worker import node_info, probe_docker, say_attrs, watch_engine, worker_drivers
 from orc.config import Settings
 from orc.core.events import AnyEvent
 from orc.core.messages import Disown, Join, ListTasks, ListWorkerTasks, Ping, Shutdown
@@ -89,7 +90,9 @@ def build(
     for i in range(settings.worker_count):
         name = f"worker-{i + 1}"
         port = settings.worker_port + i
-        info = node_info(name, f"{settings.worker_host}:{port}", settings.data_dir, docker_up)
+        address = f"{settings.worker_host}:{port}"
+        # Every worker of the process gets ORC_WORKER_ATTRS: they share one machine.
+        info = node_info(name, address, settings.data_dir, docker_up, settings.worker_attrs)
         drivers, docker = worker_drivers(settings, name, docker_limiter)
         worker, proxy = _add_worker(sup, info, drivers, cluster.manager)
         cluster.actors.proxies[name] = proxy
@@ -130,6 +133,8 @@ async def run_cluster(
         for node in cluster.workers:
             await cluster.manager.ask(Join(node.info, now()), timeout=30)
             announce(f"Orc worker {node.info.name} drivers: {', '.join(node.info.drivers)}")
+            if node.info.attrs:
+                announce(f"Orc worker {node.info.name} attributes: {say_attrs(node.info)}")
             nursery.start_soon(_rejoin_on_engine_change, cluster, node, settings.docker_ping)
         await _report_strays(cluster)
         for node in cluster.workers:

@@ -1,5 +1,6 @@
 """The `orc` command: the servers (`orc`, `orc manager`, `orc worker`), `orc replay`, and the
-client commands (`orc run`, `orc ps`, ... in orc/cmd/client.py), on Typer.
+client commands (`orc run`, `orc ps`, ... in orc/cmd/client.py; `orc job ...` in
+orc/cmd/jobs.py), on Typer.
 
 Exit statuses, for every command: 0 success; 1 the task failed, the server said no, or orc
 stopped after repeated crashes; 2 a usage error or bad input; 3 orc could not be reached.
@@ -13,11 +14,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from typer.exceptions import TyperException
 
 from orc import config
-from orc.cmd import client
+from orc.cmd import client, jobs
 
 USAGE = 2
 
@@ -35,6 +37,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 client.register(app)
+app.add_typer(jobs.app, name="job")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="event log and task directories (ORC_DATA_DIR)")
@@ -71,6 +74,19 @@ def manager(
     raise typer.Exit(_serve("manager", settings))
 
 
+def _parse_attrs(items: list[str], source: str = "") -> tuple[tuple[str, str], ...]:
+    try:
+        return config.parse_attrs(items)
+    except config.ConfigError as exc:  # a usage error: `orc: Invalid value for '--attr': ...`
+        raise typer.BadParameter(f"{source}{exc}") from None
+
+
+def _check_attrs(items: list[str] | None) -> list[str] | None:
+    """--attr's values checked as it is parsed, so a bad one is a usage error naming it."""
+    _parse_attrs(items or [])
+    return items
+
+
 @app.command()
 def worker(
     ctx: typer.Context,
@@ -87,6 +103,15 @@ def worker(
     name: Annotated[
         str | None, typer.Option(help="node name (ORC_WORKER_NAME; default worker-<port>)")
     ] = None,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="a node attribute for jobs' constraints and spread, e.g. rack=a; repeat it"
+            " for more (over ORC_WORKER_ATTRS)",
+            callback=_check_attrs,
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run one worker node; it registers (and heartbeats) with the manager at --manager.
@@ -95,11 +120,15 @@ def worker(
 
     \b
     Example:
-      orc worker --manager http://127.0.0.1:8000 --port 8888
+      orc worker --manager http://127.0.0.1:8000 --port 8888 --attr rack=a
     """
     settings = _settings(
         data_dir or ctx.obj["data_dir"], worker_host=host, worker_port=port, worker_name=name
     )
+    if attr:  # each flag over the setting's value of that attribute
+        given = [f"{k}={v}" for k, v in settings.worker_attrs] + attr
+        attrs = _parse_attrs(given, "--attr with ORC_WORKER_ATTRS: ")
+        settings = msgspec.structs.replace(settings, worker_attrs=attrs)
     raise typer.Exit(_serve("worker", settings, manager))
 
 
@@ -116,6 +145,13 @@ def replay(
     task: Annotated[
         str | None, typer.Option(metavar="ID", help="one task's history (an ID or its prefix)")
     ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID",
+            help="one job's story: its versions, every decision and why, its tasks' fates",
+        ),
+    ] = None,
     at: Annotated[
         str | None,
         typer.Option(metavar="SEQ|TIME", help="the whole state after this seq or RFC 3339 time"),
@@ -125,20 +161,24 @@ def replay(
     ] = False,
     json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
 ) -> None:
-    """Tell the story of an event log: its timeline, one task's history, the state at a point,
-    or a check that every transition was legal. Read-only: the log may be in use.
+    """Tell the story of an event log: its timeline, one task's history, one job's story, the
+    state at a point, or a check that every transition was legal. Read-only: the log may be in
+    use.
 
     Exit status: 0 ok, 1 --check found broken rules, 2 bad input.
 
     \b
     Examples:
       orc replay ./data --task 2665
+      orc replay ./data --job web
       orc replay ./data --check
     """
     from orc.cmd import replay as replay_cli  # the reader is loaded only for this command
 
     given = data_dir or (str(ctx.obj["data_dir"]) if ctx.obj["data_dir"] else None)
-    args = replay_cli.ReplayArgs(data_dir_replay=given, task=task, at=at, check=check, json=json)
+    args = replay_cli.ReplayArgs(
+        data_dir_replay=given, task=task, job=job, at=at, check=check, json=json
+    )
     raise typer.Exit(replay_cli.run(args))
 
 

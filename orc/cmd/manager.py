@@ -47,6 +47,7 @@ from orc.http.nodes import add_manager_node_routes, decode_registration
 from orc.nodes.remote import HttpWorkerProxy, auth_headers
 from orc.shell.follower import numbered
 from orc.shell.health import HealthChecker
+from orc.shell.jobtimer import JobTimer
 from orc.shell.manager import Manager, Upkeep
 from orc.shell.meter import ManagerMeter
 from orc.shell.monitor import NodeMonitor, Register
@@ -72,6 +73,7 @@ class ManagerActors:
     restarter: ActorRef
     health: ActorRef
     meter: ManagerMeter
+    jobtimer: ActorRef | None = None
     proxies: dict[str, ActorRef] = field(default_factory=dict)
 
 
@@ -105,11 +107,15 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
             health=refs["health"],
             limits=decide.Limits(settings.max_tasks, settings.max_pending),
             meter=meter,
+            jobtimer=refs["jobtimer"],
         ),
         mailbox_size=MAILBOX,
     )
     refs["restarter"] = sup.add(
         "restarter", numbered(lambda again: Restarter(lambda: manager, now, again))
+    )
+    refs["jobtimer"] = sup.add(
+        "jobtimer", numbered(lambda again: JobTimer(lambda: manager, now, again))
     )
     refs["health"] = sup.add(
         "health",
@@ -133,7 +139,14 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
     if settings.task_retention:
         sup.add("reaper", lambda: Reaper(lambda: manager, now, settings.task_retention))
     return ManagerActors(
-        event_log, manager, refs["scheduler"], refs["restarter"], refs["health"], meter, proxies
+        event_log,
+        manager,
+        refs["scheduler"],
+        refs["restarter"],
+        refs["health"],
+        meter,
+        refs["jobtimer"],
+        proxies,
     )
 
 
@@ -159,11 +172,16 @@ async def drain_manager(
     timeout: float,
     stop_workers: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Hold restarts first (they stay in the log and are armed again at the next start), so
-    that tasks ended by the shutdown are not restarted; then `stop_workers` (in one process:
-    stop every task and pass on its end); then let the manager log everything in its mailbox
-    before the log closes."""
+    """Hold restarts and jobs first (they stay in the log and resume at the next start), so
+    that tasks ended by the shutdown are neither restarted nor replaced; then `stop_workers`
+    (in one process: stop every task and pass on its end); then let the manager log
+    everything in its mailbox before the log closes."""
     await ask_quietly(actors.restarter, Hold(), timeout)
+    if actors.jobtimer is not None:
+        await ask_quietly(actors.jobtimer, Hold(), timeout)
+    # and the reconciler: the tasks the shutdown ends are not replaced now (the next start's
+    # reconcile pass does that)
+    await ask_quietly(actors.manager, Hold(), timeout)
     if stop_workers is not None:
         await stop_workers()
     await ask_quietly(actors.manager, Ping(), timeout)

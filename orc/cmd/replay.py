@@ -28,6 +28,7 @@ class ReplayArgs:
 
     data_dir_replay: str | None = None
     task: str | None = None
+    job: str | None = None
     at: str | None = None
     check: bool = False
     json: bool = False
@@ -95,14 +96,29 @@ def _answer(args: ReplayArgs, log: Log) -> tuple[int, str]:
     try:
         if args.at is not None:
             records = replay.until(records, replay.parse_at(args.at))
+        if args.task and args.job:
+            raise BadInput("--task and --job tell different stories: give one of them")
         task_id = replay.find_task(records, args.task, base) if args.task else None
+        job_id = replay.find_job(records, args.job, base) if args.job else None
+        if job_id is not None and not args.check:
+            story = replay.job_story(records, job_id, base)
+            return 0, _out(args, log, render.job_json, render.job_text, story)
         if args.check:
             result = replay.check(records, base)
             if task_id is not None:  # only that task's broken rules, and its quarantine
                 result.violations = [
-                    v for v in result.violations if replay.task_of(v.record) == task_id
+                    v for v in result.violations if replay.mentioned(v.record) == task_id
                 ]
                 result.quarantined = [q for q in result.quarantined if q.task == task_id]
+                result.ok = not result.violations
+            if job_id is not None:  # only the broken rules of the job and its tasks
+                mine = replay.job_tasks(records, job_id, base)
+                result.violations = [
+                    v
+                    for v in result.violations
+                    if replay.job_of(v.record) == job_id or replay.mentioned(v.record) in mine
+                ]
+                result.quarantined = [q for q in result.quarantined if q.task in mine]
                 result.ok = not result.violations
             status = 0 if result.ok else 1
             return status, _out(args, log, render.check_json, render.check_text, result)

@@ -94,11 +94,24 @@ def worker_drivers(
     return drivers, docker
 
 
-def node_info(name: str, address: str, data_dir: Path, docker_up: bool) -> NodeInfo:
-    """What a worker node offers: this machine's capacity, and docker while an engine answers."""
+def node_info(
+    name: str,
+    address: str,
+    data_dir: Path,
+    docker_up: bool,
+    attrs: tuple[tuple[str, str], ...] = (),
+) -> NodeInfo:
+    """What a worker node offers: this machine's capacity, docker while an engine answers, and
+    the attributes the operator gave it (ORC_WORKER_ATTRS, `--attr`; None when there are none,
+    as a node of an older orc registers)."""
     cores, memory, disk = capacity(data_dir)
     drivers = ("process", "docker") if docker_up else ("process",)
-    return NodeInfo(name, address, drivers, cores, memory, disk)
+    return NodeInfo(name, address, drivers, cores, memory, disk, dict(attrs) or None)
+
+
+def say_attrs(info: NodeInfo) -> str:
+    """`rack=a,zone=z1`, as ORC_WORKER_ATTRS takes them."""
+    return ",".join(f"{k}={v}" for k, v in (info.attrs or {}).items())
 
 
 async def probe_docker(settings: Settings) -> bool:
@@ -178,7 +191,9 @@ async def run_worker(
     )
     log_meter = LogMeter.watch(updates_log)  # its appends and fsyncs, for /metrics
     docker_up = await probe_docker(settings)
-    info = node_info(name, advertised(host, port), settings.data_dir, docker_up)
+    info = node_info(
+        name, advertised(host, port), settings.data_dir, docker_up, settings.worker_attrs
+    )
     current = [info]
 
     async def advertise(changed: NodeInfo) -> None:
@@ -193,6 +208,8 @@ async def run_worker(
         app = worker_node_app(worker, settings, log_meter, lambda: current[0])
         await serve(app, host, port)
         announce(f"Orc worker {name} drivers: {', '.join(info.drivers)}")
+        if info.attrs:
+            announce(f"Orc worker {name} attributes: {say_attrs(info)}")
         announce(f"Starting Orc worker {name} at {host}:{port}")
         if manager_url:
             nursery.start_soon(_register, settings, manager_url.rstrip("/"), current)

@@ -6,6 +6,10 @@ commands), no logging. The manager logs the events, applies them, and only then 
 nothing is acknowledged before it is on disk. What a decision wants said (why an update was
 ignored) comes back as `notes`, which the Manager actor writes to the `orc.manager` logger.
 
+Jobs: `register`, `scale`, `stop_job` and `revert` decide a client's requests about a job
+(a new version, a count, a stop); what the job then does is the reconciler's
+(`orc.core.reconcile`), which the manager runs after every change that touches a job.
+
 Restarts and health:
 
 - `review` looks at the events any other decision proposes (a worker's exit, a lost task, a
@@ -29,6 +33,9 @@ import msgspec
 from orc.core import times
 from orc.core.events import (
     AnyEvent,
+    JobRegistered,
+    JobScaled,
+    JobStopped,
     NodeDown,
     NodeJoined,
     NodeLogReset,
@@ -45,6 +52,8 @@ from orc.core.events import (
     TaskUnhealthy,
     TaskUnplaced,
 )
+from orc.core.jobs import LIVE, STOPPED, JobAccepted, changes
+from orc.core.jobspec import template_of
 from orc.core.messages import (
     Join,
     LogBehind,
@@ -53,12 +62,16 @@ from orc.core.messages import (
     Purge,
     Reply,
     RestartDue,
+    RevertJob,
+    ScaleJob,
     Stop,
+    StopJob,
     Submit,
+    SubmitJob,
     Unhealthy,
 )
 from orc.core.model import NodeInfo, State, Task, spec_of
-from orc.core.placement import allocations, choose
+from orc.core.placement import allocations, choose, constraints_of, job_counts, satisfies
 from orc.core.restarts import DEFAULT, RestartSettings, fmt_seconds, plan, policy_of
 from orc.core.retention import EndedIndex
 from orc.core.state import ClusterState
@@ -323,9 +336,13 @@ def purge(state: ClusterState, cmd: Purge, ended: EndedIndex | None = None) -> D
 
 
 def key_of(message: object) -> str | None:
-    """The task a command touches: two commands for one task never share a log batch."""
+    """The task (or job) a command touches: two commands for one never share a log batch."""
     if isinstance(message, Submit):
         return message.event.task.id if message.event.task else None
+    if isinstance(message, SubmitJob):
+        return f"job:{message.spec.id}"
+    if isinstance(message, ScaleJob | StopJob | RevertJob):
+        return f"job:{message.job_id}"
     task_id = getattr(message, "task_id", None)
     return task_id if isinstance(task_id, str) else None
 
@@ -444,8 +461,14 @@ def unhealthy(state: ClusterState, cmd: Unhealthy, settings: RestartSettings = D
 
 
 def can_run(state: ClusterState, node: str, task: Task) -> bool:
+    """`node` is up, has the task's driver, and meets its constraints (a job's)."""
     info = state.nodes.get(node)
-    return info is not None and node not in state.down and task.driver in info.drivers
+    return (
+        info is not None
+        and node not in state.down
+        and task.driver in info.drivers
+        and all(satisfies(info, c) for c in constraints_of(task))
+    )
 
 
 def restart_due(
@@ -458,11 +481,124 @@ def restart_due(
     if can_run(state, task.node, task):
         return Decision([TaskRestarted(at=cmd.now, task_id=task.id, node=task.node)])
     nodes: list[NodeInfo] = [n for n in state.nodes.values() if n.name not in state.down]
-    others = (t for t in state.tasks.values() if t.id != task.id)
-    choice = choose(settings.placement, task, nodes, allocations(others))
+    others = [t for t in state.tasks.values() if t.id != task.id]
+    choice = choose(settings.placement, task, nodes, allocations(others), jobs=job_counts(others))
     if choice.node:
         return Decision([TaskRestarted(at=cmd.now, task_id=task.id, node=choice.node)])
     reason = f"waits to restart: node {task.node} cannot run it and {choice.reason}"
     if task.error == reason:
         return nothing()
     return Decision([TaskUnplaced(at=cmd.now, task_id=task.id, reason=reason)])
+
+
+# -- jobs: a client's requests (what a job then does is orc.core.reconcile's) ---------------
+
+
+def _no_job(job_id: str) -> Decision:
+    return Decision([], Reply(404, message=f"no job with ID {job_id}"))
+
+
+def register(state: ClusterState, cmd: SubmitJob, limits: Limits) -> Decision:
+    """Create or change a job: a new version of it, unless the spec is the current one (then
+    nothing changes, and the answer says so)."""
+    spec = cmd.spec
+    job = state.jobs.get(spec.id)
+    if spec.count > limits.max_tasks:
+        return Decision(
+            [],
+            Reply(
+                400,
+                message=f"Job.Count: {spec.count} is more tasks than orc holds at once"
+                f" ({limits.max_tasks}, ORC_MAX_TASKS)",
+            ),
+        )
+    if job is not None and job.spec == spec and job.status == LIVE:
+        accepted = JobAccepted(spec.id, job.version, "unchanged: this is the current version")
+        return Decision([], Reply(200, body=accepted))
+    if job is None:
+        version, reason = 0, "submitted"
+    else:
+        version = job.version + 1
+        diff = changes(job.spec, spec)
+        reason = "updated: " + ("; ".join(diff) if diff else "restarted after a stop")
+    event = JobRegistered(at=cmd.now, job=spec, version=version, reason=reason)
+    rolls = (
+        job is not None and spec.type == "service" and template_of(spec) != template_of(job.spec)
+    )
+    message = (
+        f"version {version}: a rolling update replaces the tasks of older versions"
+        if rolls
+        else f"version {version}"
+    )
+    return Decision(
+        [event], Reply(201 if job is None else 200, body=JobAccepted(spec.id, version, message))
+    )
+
+
+def scale(state: ClusterState, cmd: ScaleJob) -> Decision:
+    job = state.jobs.get(cmd.job_id)
+    if job is None:
+        return _no_job(cmd.job_id)
+    if job.spec.type == "system":
+        return Decision(
+            [],
+            Reply(400, message=f"job {job.spec.id} is a system job: it runs one task per node"),
+        )
+    if job.spec.periodic is not None:
+        return Decision(
+            [],
+            Reply(
+                400,
+                message=f"job {job.spec.id} is periodic: scale its runs by its Count"
+                " in a new version (POST /jobs)",
+            ),
+        )
+    accepted = JobAccepted(job.spec.id, job.version, f"count {job.spec.count} -> {cmd.count}")
+    if cmd.count == job.spec.count and job.status == LIVE:
+        return Decision([], Reply(200, body=accepted))
+    reason = f"scaled from {job.spec.count} to {cmd.count} by request"
+    return Decision(
+        [JobScaled(at=cmd.now, job_id=job.spec.id, count=cmd.count, reason=reason)],
+        Reply(200, body=accepted),
+    )
+
+
+def stop_job(state: ClusterState, cmd: StopJob) -> Decision:
+    job = state.jobs.get(cmd.job_id)
+    if job is None:
+        return _no_job(cmd.job_id)
+    accepted = JobAccepted(job.spec.id, job.version, "stopping its tasks")
+    if job.status == STOPPED:
+        return Decision(
+            [], Reply(200, body=JobAccepted(job.spec.id, job.version, "stopped already"))
+        )
+    return Decision(
+        [JobStopped(at=cmd.now, job_id=job.spec.id, reason="stopped by request")],
+        Reply(200, body=accepted),
+    )
+
+
+def revert(state: ClusterState, cmd: RevertJob) -> Decision:
+    job = state.jobs.get(cmd.job_id)
+    if job is None:
+        return _no_job(cmd.job_id)
+    spec = job.spec_of(cmd.version)
+    if spec is None:
+        known = ", ".join(str(v.version) for v in job.versions)
+        return Decision(
+            [],
+            Reply(
+                404,
+                message=f"job {job.spec.id} has no version {cmd.version} (it has {known}):"
+                " see GET /jobs/{id}/versions",
+            ),
+        )
+    if spec == job.spec and job.status == LIVE:
+        accepted = JobAccepted(job.spec.id, job.version, f"version {cmd.version} is current")
+        return Decision([], Reply(200, body=accepted))
+    version = job.version + 1
+    reason = f"reverted to version {cmd.version} by request"
+    return Decision(
+        [JobRegistered(at=cmd.now, job=spec, version=version, reason=reason)],
+        Reply(200, body=JobAccepted(job.spec.id, version, reason)),
+    )

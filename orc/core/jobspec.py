@@ -118,6 +118,11 @@ class PeriodicSpec(Spec, frozen=True, kw_only=True):
     prohibit_overlap: bool = False
 
 
+class TemplateSpec(TaskSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A job's task template: a task's fields (`TaskSpec`), an unknown one refused (a typo
+    such as `Comand` must not be dropped without a word). Its `ID` is orc's to choose."""
+
+
 class JobSpec(Spec, frozen=True, kw_only=True):
     """A job: what should be running, and how orc keeps it so.
 
@@ -131,7 +136,7 @@ class JobSpec(Spec, frozen=True, kw_only=True):
     type: JobType = "service"
     count: Count = 1
     parallelism: Parallel = 0
-    task: TaskSpec
+    task: TemplateSpec
     update: UpdateSpec | None = None
     spread: SpreadSpec | None = None
     constraints: (

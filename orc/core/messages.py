@@ -6,8 +6,11 @@ Worker -> manager updates are the log's own `TaskStarted`, `TaskExited` and `Tas
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
+from orc.core.jobspec import JobSpec
 from orc.core.model import NodeInfo, Task, TaskEvent, wire_name
 
 # -- to the manager ---------------------------------------------------------------------------
@@ -59,7 +62,75 @@ class GetTask(msgspec.Struct, frozen=True):
 
 
 class ListTasks(msgspec.Struct, frozen=True):
-    pass
+    """Every task, or only those of the job `job` (`GET /tasks?job=ID`)."""
+
+    job: str = ""
+
+
+# -- jobs: a client's requests (`orc.core.decide`), the reads, and the reconciler's timer ------
+
+
+class SubmitJob(msgspec.Struct, frozen=True):
+    """`POST /jobs`: a checked spec (its template's driver decided) and when it arrived."""
+
+    spec: JobSpec
+    now: str
+
+
+class ScaleJob(msgspec.Struct, frozen=True):
+    job_id: str
+    count: int
+    now: str
+
+
+class StopJob(msgspec.Struct, frozen=True):
+    job_id: str
+    now: str
+
+
+class RevertJob(msgspec.Struct, frozen=True):
+    job_id: str
+    version: int
+    now: str
+
+
+class GetJob(msgspec.Struct, frozen=True):
+    """Answered with a `Reply` whose body is the job's `orc.core.jobs.JobView`."""
+
+    job_id: str
+
+
+class ListJobs(msgspec.Struct, frozen=True):
+    """Answered with a list of `orc.core.jobs.JobView`, by ID."""
+
+
+class JobVersions(msgspec.Struct, frozen=True):
+    """Answered with a `Reply` whose body is a list of `orc.core.jobs.JobVersionView`."""
+
+    job_id: str
+
+
+class PlanJob(msgspec.Struct, frozen=True):
+    """`POST /jobs/{id}/plan`: what submitting `spec` would do (nothing is changed). Answered
+    with a `Reply` whose body is an `orc.core.dryrun.JobPlan`."""
+
+    spec: JobSpec
+    now: str
+
+
+class JobsDue(msgspec.Struct, frozen=True):
+    """From the job timer: these jobs asked to be looked at again by now (a reschedule delay
+    ended, a task's MinHealthyTime passed, a cron tick)."""
+
+    job_ids: tuple[str, ...]
+    now: str
+
+
+class WakeJobs(msgspec.Struct, frozen=True):
+    """To the job timer: send `JobsDue` for each job at its time (RFC 3339); a job's new
+    time replaces its old one."""
+
+    wake: dict[str, str]
 
 
 class GetStats(msgspec.Struct, frozen=True):
@@ -94,6 +165,8 @@ class Reply(msgspec.Struct, frozen=True):
     message: str = ""
     # seconds a refused client should wait before it tries again (429, 503): `Retry-After`
     retry_after: float = 0.0
+    # any other answer (a job's view, a plan): a msgspec struct, sent as JSON
+    body: Any = None
 
 
 # -- to the scheduler -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class NodeView(msgspec.Struct, frozen=True, rename=wire_name):
     address: str
     state: str  # "up" or "down"
     drivers: tuple[str, ...]
+    attrs: dict[str, str]  # what the node declares (`orc worker --attr`); {} for nothing
     cores: int
     memory: int
     disk: int
@@ -46,6 +47,7 @@ def node_views(state: ClusterState) -> list[NodeView]:
                 address=node.address,
                 state="down" if down else "up",
                 drivers=node.drivers,
+                attrs=dict(node.attrs) if node.attrs else {},
                 cores=node.cores,
                 memory=node.memory,
                 disk=node.disk,

@@ -30,29 +30,40 @@ Policies (`ORC_SCHEDULER`):
   mean fraction of memory and CPU still free after placing it (lowest wins). Nodes without
   stats rank last, in node order.
 
-All policies place only on nodes that pass the filter: the task's driver, and enough memory,
-CPU and disk left given what is allocated (a task needing 0 of a resource always fits it; a
-node reporting 0 capacity of a resource is not checked for it). Ties go to the earlier node.
+All policies place only on nodes that pass the filter: the task's `Constraints` (see
+`satisfies`), its driver, and enough memory, CPU and disk left given what is allocated (a task
+needing 0 of a resource always fits it; a node reporting 0 capacity of a resource is not
+checked for it). Ties go to the earlier node.
+
+Spread: a task of a job (`job_id`) with `spread` set goes, among the nodes that pass the
+filter, to one whose group holds the fewest of the job's Scheduled and Running tasks; the
+policy decides between those. A node's group is its name for `spread == "node"`, else its value
+of that attribute ("" when it has none), so `spread="rack"` over racks a, a, b puts half of the
+job on the two nodes of rack a and half on the one of rack b. Spread is a preference, never a
+filter: a full group does not stop a task from running elsewhere.
 
 Every function here is total on any Task: the edge refuses a spec outside the bounds of
 `orc.core.spec`, but a log an older orc wrote may hold one (a CPU of 1e308, NaN, a negative
 memory), and placement must not raise on it (it would crash the scheduler, again at every
 start). `need_of` saturates such a value just past its bound, and a task that asks for more
-than any task may is placed nowhere, with the reason.
+than any task may is placed nowhere, with the reason. Likewise a constraint the edge would
+refuse (a regular expression that does not compile, an unknown operator) passes no node.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from orc.core.model import NodeInfo, State, Task
-from orc.core.spec import MAX_BYTES, MAX_CPU
+from orc.core.model import Constraint, NodeInfo, State, Task
+from orc.core.spec import MAX_BYTES, MAX_CPU, MAX_NAME
 
 if TYPE_CHECKING:
     from orc.core.state import ClusterState
@@ -123,6 +134,113 @@ def allocations_of(state: ClusterState) -> dict[str, Allocation]:
     return allocations(state.tasks.values())
 
 
+JobCounts = Mapping[str, Mapping[str, int]]  # job ID -> node -> its Scheduled and Running tasks
+
+
+def job_counts(tasks: Iterable[Task]) -> dict[str, dict[str, int]]:
+    """Per job, per node: the job's tasks Scheduled or Running there (what spread evens out).
+    By node, not by group: a group is a node attribute, and the nodes' attributes may change
+    while the tasks stay where they are."""
+    counts: dict[str, dict[str, int]] = {}
+    for t in tasks:
+        if t.job_id and t.node and t.state in PLACED_STATES:
+            per_node = counts.setdefault(t.job_id, {})
+            per_node[t.node] = per_node.get(t.node, 0) + 1
+    return counts
+
+
+# -- node attributes, constraints and spread --------------------------------------------------
+
+NODE_ATTRIBUTE = "node"  # built in: the node's name, whatever the node declares
+ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"  # as `orc.core.jobspec.Attribute`
+MAX_ATTRS = 64
+MAX_ATTR_VALUE = MAX_NAME  # a constraint's value may be this long, so an attribute too
+_ATTRIBUTE = re.compile(ATTRIBUTE_PATTERN)
+
+
+def attrs_problem(attrs: Mapping[str, str]) -> str:
+    """What is wrong with the attributes a node declares ("" when nothing), in words that name
+    the attribute: the worker's flag and `POST /nodes` refuse them with it.
+
+    Values have no comma so that `ORC_WORKER_ATTRS=rack=a,zone=z1` reads one way only."""
+    if len(attrs) > MAX_ATTRS:
+        return f"at most {MAX_ATTRS} attributes, got {len(attrs)}"
+    for key, value in attrs.items():
+        if not _ATTRIBUTE.match(key):
+            return (
+                f"attribute name {key!r}: 1 to 64 letters, digits, '_', '.' or '-',"
+                " starting with a letter or '_'"
+            )
+        if key == NODE_ATTRIBUTE:
+            return f"attribute {key!r} is built in (the node's name) and cannot be set"
+        if len(value) > MAX_ATTR_VALUE or "\x00" in value or "," in value:
+            return (
+                f"attribute {key}: its value must be at most {MAX_ATTR_VALUE} characters,"
+                f" without NUL or ',', got {value[:40]!r}"
+            )
+    return ""
+
+
+def attribute(node: NodeInfo, name: str) -> str:
+    """A node's value of attribute `name`: its name for `node`, "" for one it does not declare."""
+    if name == NODE_ATTRIBUTE:
+        return node.name
+    return node.attrs.get(name, "") if node.attrs else ""
+
+
+@functools.lru_cache(maxsize=256)
+def _regexp(value: str) -> re.Pattern[str] | None:
+    """`value` compiled, or None when it is not a regular expression (the edge refuses one, but
+    an older orc's log may hold it): such a constraint matches no node."""
+    try:
+        return re.compile(value)
+    except Exception:  # re.error, and RecursionError or OverflowError on pathological input
+        return None
+
+
+def satisfies(node: NodeInfo, constraint: Constraint) -> bool:
+    """Whether `node` passes `constraint`; an operator this orc does not know passes no node."""
+    have = attribute(node, constraint.attribute)
+    match constraint.operator:
+        case "=":
+            return have == constraint.value
+        case "!=":
+            return have != constraint.value
+        case "regexp":
+            pattern = _regexp(constraint.value)
+            return pattern is not None and pattern.fullmatch(have) is not None
+    return False
+
+
+def constraints_of(task: Task) -> tuple[Constraint, ...]:
+    """The task's constraints, each once (a repeated one would be reported twice)."""
+    return tuple(dict.fromkeys(task.constraints)) if task.constraints else ()
+
+
+def spread_of(task: Task) -> str:
+    """The attribute the task's job spreads over; "" for none (a task of no job has no
+    siblings to spread from)."""
+    return task.spread if task.job_id else ""
+
+
+def spread_loads(spread: str, nodes: Sequence[NodeInfo], per_node: Mapping[str, int]) -> list[int]:
+    """For each node, the job's tasks in its group (`per_node`: the job's tasks by node). Only
+    listed nodes count: a node that is gone says nothing of its attributes."""
+    if spread == NODE_ATTRIBUTE:
+        return [per_node.get(n.name, 0) for n in nodes]
+    groups = [attribute(n, spread) for n in nodes]
+    sums: dict[str, int] = {}
+    for n, group in zip(nodes, groups, strict=True):
+        sums[group] = sums.get(group, 0) + per_node.get(n.name, 0)
+    return [sums[group] for group in groups]
+
+
+def _say(c: Constraint) -> str:
+    """A constraint as the reasons say it: `rack = a`, `zone != ""`, `node regexp w[12]`."""
+    value = c.value or '""'
+    return f"{c.attribute} {c.operator} {value}"
+
+
 # -- step 1: select ---------------------------------------------------------------------------
 
 
@@ -155,7 +273,9 @@ def beyond_bounds(need: Need) -> str:
 
 
 # Why a node cannot run a task; the order in which they are checked and, for ties, reported.
+# A failed constraint is checked before these: it is `CONSTRAINT + k` for the task's k-th.
 DRIVER, MEMORY, CPU, DISK = 0, 1, 2, 3
+CONSTRAINT = 4
 
 
 def lack(need: Need, node: NodeInfo, cpu: int, memory: int, disk: int) -> int:
@@ -171,30 +291,41 @@ def lack(need: Need, node: NodeInfo, cpu: int, memory: int, disk: int) -> int:
     return -1
 
 
-def _fits(need: Need, node: NodeInfo, a: Allocation) -> int:
+def _fits(constraints: tuple[Constraint, ...], need: Need, node: NodeInfo, a: Allocation) -> int:
+    """Why `node` cannot run the task (`CONSTRAINT + k`, or what it lacks), or -1 if it can."""
+    for k, c in enumerate(constraints):
+        if not satisfies(node, c):
+            return CONSTRAINT + k
     return lack(need, node, a.cpu, a.memory, a.disk)
 
 
-def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -> str:
-    """Why no node can run `need`, summed per reason, most common first.
+def reason(
+    need: Need,
+    nodes: Sequence[NodeInfo],
+    alloc: Sequence[Allocation],
+    constraints: tuple[Constraint, ...] = (),
+) -> str:
+    """Why no node can run `need`, summed per reason, most common first (ties in the order
+    checked: constraints, then driver, memory, CPU, disk).
 
-    e.g. `3 nodes: 2 lack memory (need 512 MiB, most free 256 MiB), 1 lacks driver docker`.
+    e.g. `3 nodes: 2 fail constraint rack = a, 1 lacks memory (need 512 MiB, most free 0 B)`.
     """
     if not nodes:
         return "no worker nodes have joined yet"
-    counts = [0, 0, 0, 0]
+    counts: dict[int, int] = {}
     most_free = [0, 0, 0, 0]
     for node, a in zip(nodes, alloc, strict=True):
-        why = _fits(need, node, a)
+        why = _fits(constraints, need, node, a)
         if why < 0:
             continue
-        counts[why] += 1
-        free = {
-            MEMORY: node.memory - a.memory,
-            CPU: node.cores * NANO - a.cpu,
-            DISK: node.disk - a.disk,
-        }.get(why, 0)
-        most_free[why] = max(most_free[why], free)
+        counts[why] = counts.get(why, 0) + 1
+        if why in (MEMORY, CPU, DISK):
+            free = {
+                MEMORY: node.memory - a.memory,
+                CPU: node.cores * NANO - a.cpu,
+                DISK: node.disk - a.disk,
+            }[why]
+            most_free[why] = max(most_free[why], free)
     mem, cpu, disk = most_free[MEMORY], most_free[CPU], most_free[DISK]
     text = {
         DRIVER: f"driver {need.driver}",
@@ -202,8 +333,14 @@ def reason(need: Need, nodes: Sequence[NodeInfo], alloc: Sequence[Allocation]) -
         CPU: f"CPU (need {_cores(need.cpu, up=True)}, most free {_cores(cpu)})",
         DISK: f"disk (need {_bytes(need.disk, up=True)}, most free {_bytes(disk)})",
     }
-    order = sorted((k for k in range(4) if counts[k]), key=lambda k: -counts[k])
-    parts = [f"{counts[k]} {'lacks' if counts[k] == 1 else 'lack'} {text[k]}" for k in order]
+    parts = []
+    for k in sorted(counts, key=lambda k: (-counts[k], k < CONSTRAINT, k)):
+        n = counts[k]
+        if k >= CONSTRAINT:
+            said = _say(constraints[k - CONSTRAINT])
+            parts.append(f"{n} {'fails' if n == 1 else 'fail'} constraint {said}")
+        else:
+            parts.append(f"{n} {'lacks' if n == 1 else 'lack'} {text[k]}")
     total = len(nodes)
     return f"{total} node{'s' if total != 1 else ''}: {', '.join(parts)}"
 
@@ -242,9 +379,12 @@ def select(
     need = need_of(task)
     if too_much := beyond_bounds(need):
         return [], too_much
+    cs = constraints_of(task)
     alloc = _alloc_list(nodes, allocated)
-    fit = [i for i, (n, a) in enumerate(zip(nodes, alloc, strict=True)) if _fits(need, n, a) < 0]
-    return fit, ("" if fit else reason(need, nodes, alloc))
+    fit = [
+        i for i, (n, a) in enumerate(zip(nodes, alloc, strict=True)) if _fits(cs, need, n, a) < 0
+    ]
+    return fit, ("" if fit else reason(need, nodes, alloc, cs))
 
 
 def select_candidates(
@@ -344,11 +484,21 @@ def choose(
     nodes: Sequence[NodeInfo],
     allocated: Mapping[str, Allocation],
     cursor: int = -1,
+    jobs: JobCounts | None = None,
 ) -> Choice:
-    """The three steps for one task, scoring every node: the reference `Placer` must match."""
+    """The three steps for one task, scoring every node: the reference `Placer` must match.
+
+    `jobs` (see `job_counts`) is where the task's siblings are, for spread; without it the
+    task is placed as if its job had nothing placed yet."""
     fit, why = select(task, nodes, allocated)
     if not fit:
         return Choice("", why, cursor)
+    spread = spread_of(task)
+    per_node = jobs.get(task.job_id) if spread and jobs else None
+    if per_node:  # spread first: only the least loaded groups' nodes go on to the policy
+        loads = spread_loads(spread, nodes, per_node)
+        least = min(loads[i] for i in fit)
+        fit = [i for i in fit if loads[i] == least]
     if policy == "roundrobin":
         after = [i for i in fit if i > cursor]
         i = after[0] if after else fit[0]
@@ -369,6 +519,7 @@ def check_policy(policy: str) -> str:
 class _Placed(NamedTuple):
     node: str
     need: Need
+    job: str = ""
 
 
 class Placer:
@@ -380,6 +531,11 @@ class Placer:
     placement or an end pushes the changed node's fresh entry, and stale entries (an older
     version) are dropped when they reach the top. Only the `MAX_SHAPES` most recent shapes are
     kept; an evicted shape is rebuilt in O(nodes) when it comes back.
+
+    A task with constraints, or whose job spreads, does not fit that scheme: which nodes may
+    take it, and which are best, depend on more than its shape. It goes through `choose` over
+    the index's own allocations and `jobs` (the job's tasks per node, kept as tasks are placed
+    and end), O(nodes) per task; plain tasks keep the heaps.
     """
 
     def __init__(
@@ -387,10 +543,13 @@ class Placer:
     ) -> None:
         self.policy = check_policy(policy)
         self.placed: dict[str, _Placed] = {}
+        self.jobs: dict[str, dict[str, int]] = {}
         self.cursor = -1
         for task in placed:
             if task.node:
-                self.placed[task.id] = _Placed(task.node, need_of(task))
+                self.placed[task.id] = _Placed(task.node, need_of(task), task.job_id)
+        for p in self.placed.values():
+            self._count_job(p, 1)
         self.set_nodes(nodes)
 
     # nodes and allocations
@@ -419,6 +578,18 @@ class Placer:
             if self.a_tasks[i]
         }
 
+    def _count_job(self, p: _Placed, sign: int) -> None:
+        if not p.job:
+            return
+        per_node = self.jobs.setdefault(p.job, {})
+        n = per_node.get(p.node, 0) + sign
+        if n > 0:
+            per_node[p.node] = n
+        else:
+            per_node.pop(p.node, None)
+            if not per_node:
+                del self.jobs[p.job]
+
     def _add(self, i: int, need: Need, sign: int) -> None:
         self.a_cpu[i] += sign * need.cpu
         self.a_mem[i] += sign * need.memory
@@ -443,14 +614,16 @@ class Placer:
         for need in bloated:  # mostly stale entries: start afresh
             self.heaps[need] = self._build(need)
 
-    def assign(self, task_id: str, node: str, need: Need) -> None:
-        """Count `task_id` against `node`. Idempotent; moves it if it was elsewhere."""
+    def assign(self, task_id: str, node: str, need: Need, job: str = "") -> None:
+        """Count `task_id` (of job `job`, if any) against `node`. Idempotent; moves it if it
+        was elsewhere."""
         old = self.placed.get(task_id)
-        if old == (node, need):
+        if old == (node, need, job):
             return
         if old is not None:
             self.release(task_id)
-        self.placed[task_id] = _Placed(node, need)
+        self.placed[task_id] = p = _Placed(node, need, job)
+        self._count_job(p, 1)
         i = self.pos.get(node)
         if i is not None:
             self._add(i, need, 1)
@@ -461,6 +634,7 @@ class Placer:
         old = self.placed.pop(task_id, None)
         if old is None:
             return False
+        self._count_job(old, -1)
         i = self.pos.get(old.node)
         if i is not None:
             self._add(i, old.need, -1)
@@ -491,6 +665,8 @@ class Placer:
 
     def best(self, task: Task) -> Choice:
         """Where `task` would go now (as `choose` would say), without placing it."""
+        if task.constraints or spread_of(task):
+            return choose(self.policy, task, self.nodes, self.allocations(), self.cursor, self.jobs)
         need = need_of(task)
         if too_much := beyond_bounds(need):
             return Choice("", too_much, self.cursor)
@@ -517,5 +693,5 @@ class Placer:
         choice = self.best(task)
         if choice.node:
             self.cursor = choice.cursor
-            self.assign(task.id, choice.node, need_of(task))
+            self.assign(task.id, choice.node, need_of(task), task.job_id)
         return choice

@@ -63,6 +63,10 @@ from orc.core.transitions import LEGAL_PAIRS, TERMINAL, IllegalTransition
 
 _replace = msgspec.structs.replace
 
+# The `Error` of a job's task that ended because a stop was asked for (a task of no job keeps
+# the worker's words, so that digests of logs written before jobs still match).
+STOPPED_ON_REQUEST = "stopped on request"
+
 # The states `apply` moves tasks to, looked up once: `State.RUNNING` goes through the enum's
 # metaclass, nine times slower than a global, and replay runs `apply` a million times a second.
 _SCHEDULED, _RUNNING, _COMPLETED, _FAILED = (
@@ -185,13 +189,16 @@ def _exited(state: ClusterState, e: TaskExited) -> None:
         return
     ok = e.stopped or e.exit_code == 0
     dst = _COMPLETED if ok else _FAILED
+    error = e.error
+    if e.stopped and not error and task.job_id:
+        error = STOPPED_ON_REQUEST  # so the job's reconciler tells a stop from an exit 0
     state.tasks[e.task_id] = _replace(
         task,
         state=_legal(task, dst),
         updated_at=e.at,
         finished_at=e.at,
         exit_code=e.exit_code,
-        error=e.error,
+        error=error,
     )
     state.stop_requested.discard(e.task_id)
     state.unhealthy.pop(e.task_id, None)
@@ -380,7 +387,9 @@ def _job_stopped(state: ClusterState, e: JobStopped) -> None:
 
 
 def _job_decided(state: ClusterState, e: JobDecided) -> None:
-    job = state.jobs[e.job_id]
+    job = state.jobs.get(e.job_id)
+    if job is None:
+        return  # about a job the state does not know: nothing to record (its task is fine)
     d = job.deployment
     changes: dict[str, Any] = {}
     match e.action:

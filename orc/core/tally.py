@@ -80,13 +80,13 @@ class TaskTally:
 
 # The words a placement failure is counted under: a metric's label takes a handful of values,
 # never the failure's text, which carries numbers (`2 lack memory (need 512 MiB, ...)`).
-UNPLACED_KINDS = ("no_nodes", "driver", "memory", "cpu", "disk", "other")
-_LACK = re.compile(r"\black(?:s)? (driver|memory|CPU|disk)\b")
+UNPLACED_KINDS = ("no_nodes", "constraint", "driver", "memory", "cpu", "disk", "other")
+_LACK = re.compile(r"\b(?:lacks?|fails?) (driver|memory|CPU|disk|constraint)\b")
 
 
 def unplaced_kind(reason: str) -> str:
     """The kind of a `TaskUnplaced` reason, as `orc.core.placement.reason` words it: what the
-    most nodes lack (it names that first), or that no node has joined yet."""
+    most nodes lack or fail (it names that first), or that no node has joined yet."""
     if "no worker nodes" in reason:
         return "no_nodes"
     m = _LACK.search(reason)

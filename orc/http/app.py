@@ -62,6 +62,8 @@ def reply_response(reply: Reply) -> Response:
         return response
     if reply.status == 204:
         return no_content()
+    if reply.body is not None:  # a job's view, a plan, ...: a msgspec struct (or a list)
+        return json_response(reply.body, reply.status)
     if reply.event is not None:
         return json_response(wire_event(reply.event), reply.status)
     if reply.task is not None:

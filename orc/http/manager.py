@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors import ActorRef
@@ -19,6 +19,7 @@ from orc.http.app import (
     reply_response,
     wire_tasks,
 )
+from orc.http.jobs import add_job_routes, check_job_id
 from orc.http.openapi import add_openapi
 
 ASK_TIMEOUT = 10.0
@@ -43,7 +44,8 @@ def manager_app(
 
     @app.get("/tasks")
     async def list_tasks() -> Response:
-        tasks = await ask(ListTasks())
+        job = request.args.get("job", "")
+        tasks = await ask(ListTasks(job=check_job_id(job, "the query ?job=") if job else ""))
         assert isinstance(tasks, list)
         return json_response(wire_tasks(tasks))
 
@@ -75,5 +77,7 @@ def manager_app(
     @app.get("/stats")
     async def stats() -> Response:
         return json_response(await ask(GetStats()))
+
+    add_job_routes(app, manager)
 
     return app

@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 from actors import ActorRef
 from orc.core.messages import ListNodes, Reply
 from orc.core.model import NodeInfo, wire_name
+from orc.core.placement import attrs_problem
 from orc.core.validation import DRIVERS, Invalid, decode_json
 from orc.http.app import error, json_response
 from orc.shell.monitor import Heartbeats, Register
@@ -42,6 +43,11 @@ def decode_registration(body: bytes) -> NodeInfo:
     for field in ("cores", "memory", "disk"):
         if getattr(r, field) < 0:
             raise Invalid(f"Expected {wire_name(field)} >= 0 - at $.{wire_name(field)}")
+    if r.attrs is not None:
+        if problem := attrs_problem(r.attrs):
+            raise Invalid(f"Expected node attributes: {problem} - at $.Attrs")
+        if not r.attrs:  # {} and no Attrs are one thing: a heartbeat must not seem a change
+            r = msgspec.structs.replace(r, attrs=None)
     return r
 
 

@@ -26,11 +26,15 @@ import msgspec
 from quart import Response
 from quart_trio import QuartTrio
 
+from orc.core.dryrun import JobPlan
 from orc.core.events import WireEvent, WireWorkerUpdate
+from orc.core.jobs import JobAccepted, JobVersionView, JobView
+from orc.core.jobspec import JobSpec, RevertBody, ScaleBody
 from orc.core.messages import OrderResults, Orders
 from orc.core.model import NodeInfo, Task, TaskEvent
 from orc.core.nodeview import NodeView
 from orc.core.spec import TaskEventBody
+from orc.http.jobs import JOB_ID_WORDS
 from orc.http.metrics import route_template
 from orc.http.wire import (
     Error,
@@ -42,7 +46,7 @@ from orc.http.wire import (
     WorkerStats,
 )
 from orc.nodes.base import StreamLine
-from orc.replay.story import History
+from orc.replay.story import History, JobStory
 
 log = logging.getLogger("orc.http")
 
@@ -108,6 +112,27 @@ BAD_BODY = Answer(
     Error,
 )
 TASK_ID = {"task_id": "the task's ID, a UUID"}
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # orc.core.jobspec.JobId
+# Each path parameter: its description, and its schema (anything else is answered 400).
+PATH_PARAMETERS = {
+    "task_id": (TASK_ID["task_id"], {"type": "string", "format": "uuid"}),
+    "job_id": (f"the job's ID: {JOB_ID_WORDS}", {"type": "string", "pattern": JOB_ID_PATTERN}),
+}
+
+BAD_JOB_ID = Answer("the path's job ID is not a job ID", Error)
+NO_JOB = Answer("no job with this ID (or the path names no route)", Error)
+JOB_OTHER_ROUTE = Answer(
+    "the job ID holds a `/`, which made the path another route's that does not take this method",
+    Error,
+)
+BAD_JOB = Answer(
+    "malformed JSON, a wrong type, an unknown key, a value out of its bounds, or a rule between"
+    " fields broken (a periodic job that is not a batch, a cron or regular expression that does"
+    " not parse, a task with neither Image nor Cmd, a Count over `ORC_MAX_TASKS`): the message"
+    " names the field and what is allowed",
+    Error,
+)
+JOB_ROUTE_ANSWERS = {400: BAD_JOB_ID, 404: NO_JOB, 405: JOB_OTHER_ROUTE, 503: UNAVAILABLE}
 
 EVENTS_QUERY = (
     Query(
@@ -157,6 +182,101 @@ DOCUMENT = Op(
     {200: Answer("the OpenAPI 3.1 document of this node's API", dict[str, Any])},
 )
 
+# -- the manager's jobs (orc/http/jobs.py, docs/jobs.md) ------------------------------------
+
+JOBS: tuple[Op, ...] = (
+    Op(
+        "POST",
+        "/jobs",
+        "Submit a job, or a new version of one",
+        {
+            201: Answer("a new job, version 0, in the durable event log", JobAccepted),
+            200: Answer(
+                "a new version of the job (a rolling update when its template changed), or"
+                " `unchanged` when the spec is the current version's",
+                JobAccepted,
+            ),
+            400: BAD_JOB,
+            413: TOO_LARGE,
+            503: UNAVAILABLE,
+        },
+        body=JobSpec,
+        description="An answer is sent only once the job's new version is in the event log.",
+    ),
+    Op(
+        "GET",
+        "/jobs",
+        "Every job, by ID",
+        {200: Answer("the jobs", list[JobView]), 503: UNAVAILABLE},
+    ),
+    Op(
+        "GET",
+        "/jobs/{job_id}",
+        "One job: its tasks by state, what it waits for, its deployment",
+        {200: Answer("the job", JobView), **JOB_ROUTE_ANSWERS},
+    ),
+    Op(
+        "DELETE",
+        "/jobs/{job_id}",
+        "Stop a job: its tasks are stopped; submitting it again starts it again",
+        {200: Answer("the job is stopping (or was stopped)", JobAccepted), **JOB_ROUTE_ANSWERS},
+    ),
+    Op(
+        "PUT",
+        "/jobs/{job_id}/scale",
+        "Change how many tasks a job runs (not a new version of its spec)",
+        {
+            200: Answer("scaled (or at that count already)", JobAccepted),
+            **JOB_ROUTE_ANSWERS,
+            400: Answer(
+                "the job ID or the body is bad, or the job is a system or periodic job", Error
+            ),
+            413: TOO_LARGE,
+        },
+        body=ScaleBody,
+    ),
+    Op(
+        "GET",
+        "/jobs/{job_id}/versions",
+        "A job's versions, newest first",
+        {200: Answer("its versions", list[JobVersionView]), **JOB_ROUTE_ANSWERS},
+    ),
+    Op(
+        "POST",
+        "/jobs/{job_id}/revert",
+        "Run an earlier version's spec again, as a new version",
+        {
+            200: Answer("the new version (or the version is the current one)", JobAccepted),
+            **JOB_ROUTE_ANSWERS,
+            400: Answer("the job ID or the body is bad", Error),
+            404: Answer("no job with this ID, or it has no such version", Error),
+            413: TOO_LARGE,
+        },
+        body=RevertBody,
+    ),
+    Op(
+        "POST",
+        "/jobs/{job_id}/plan",
+        "What submitting this spec would do, without doing it",
+        {
+            200: Answer(
+                "the diff against the current version, the reconciler's steps, and where each"
+                " new task would be placed (or why it cannot be)",
+                JobPlan,
+            ),
+            **JOB_ROUTE_ANSWERS,
+            400: Answer(
+                "the job ID is bad, the body is bad as in `POST /jobs`, or its ID is not the"
+                " path's",
+                Error,
+            ),
+            404: Answer("the path names no route", Error),
+            413: TOO_LARGE,
+        },
+        body=JobSpec,
+    ),
+)
+
 # -- the manager ------------------------------------------------------------------------------
 
 MANAGER: tuple[Op, ...] = (
@@ -190,8 +310,19 @@ MANAGER: tuple[Op, ...] = (
     Op(
         "GET",
         "/tasks",
-        "Every task the manager knows",
-        {200: Answer("the tasks", list[Task]), 503: UNAVAILABLE},
+        "Every task the manager knows (or one job's)",
+        {
+            200: Answer("the tasks", list[Task]),
+            400: Answer("`job` is not a job ID", Error),
+            503: UNAVAILABLE,
+        },
+        query=(
+            Query(
+                "job",
+                {"type": "string", "pattern": JOB_ID_PATTERN},
+                "only the tasks of this job (none for a job orc does not know)",
+            ),
+        ),
     ),
     Op(
         "GET",
@@ -243,6 +374,20 @@ MANAGER: tuple[Op, ...] = (
     ),
     Op(
         "GET",
+        "/jobs/{job_id}/history",
+        "A job's story as the event log tells it: its versions, every decision and its reason",
+        {
+            200: Answer(
+                "the job now, its versions, every event about it or its tasks (each decision of"
+                " the reconciler with its reason), each task's fate, and a periodic job's runs",
+                JobStory,
+            ),
+            **JOB_ROUTE_ANSWERS,
+            503: Answer("the log could not be read, or an actor did not answer", Error, retry=True),
+        },
+    ),
+    Op(
+        "GET",
         "/stats",
         "A summary of the cluster",
         {200: Answer("tasks by state, nodes, the log's last seq", Stats), 503: UNAVAILABLE},
@@ -266,6 +411,7 @@ MANAGER: tuple[Op, ...] = (
         },
         body=NodeInfo,
     ),
+    *JOBS,
     _events(StreamLine[WireEvent], "The event log as NDJSON, from any sequence number, then live"),
     METRICS,
     DOCUMENT,
@@ -463,11 +609,11 @@ def _operation(op: Op, responses: dict[Any, Any], requests: dict[Any, Any]) -> d
             "name": name,
             "in": "path",
             "required": True,
-            # a UUID; anything else is answered 400 (the schema says what works)
-            "schema": {"type": "string", "format": "uuid"},
+            # anything else is answered 400 (the schema says what works)
+            "schema": schema,
             "description": text,
         }
-        for name, text in TASK_ID.items()
+        for name, (text, schema) in PATH_PARAMETERS.items()
         if "{" + name + "}" in op.path
     ]
     parameters += [
@@ -530,13 +676,25 @@ def _components(ops: list[Op]) -> tuple[dict[str, Any], dict[Any, Any], dict[Any
         submission = merged["TaskEventBody"]
         submission["required"] = ["Task"]
         submission["properties"]["Task"] = {"$ref": _REF.format(name="TaskBody")}
-        merged["TaskBody"]["anyOf"] = [
-            {"required": ["Image"], "properties": {"Image": {"minLength": 1}}},
-            {"required": ["Cmd"], "properties": {"Cmd": {"type": "array", "minItems": 1}}},
-        ]
+        merged["TaskBody"]["anyOf"] = IMAGE_OR_CMD
+    if "TaskSpecInput" in merged:
+        # a job's template: as a task's (an Image or a Cmd), and its ID left to orc
+        template = merged["TaskSpecInput"]
+        template["anyOf"] = IMAGE_OR_CMD
+        template["properties"]["ID"] = {
+            **template["properties"]["ID"],
+            "maxLength": 0,
+            "description": "leave it out: orc names the tasks of a job",
+        }
     response_schemas = dict(zip(answered, _renamed(schemas, named), strict=True))
     request_schemas = dict(zip(bodies, _renamed(in_schemas, inputs), strict=True))
     return dict(sorted(merged.items())), response_schemas, request_schemas
+
+
+IMAGE_OR_CMD = [
+    {"required": ["Image"], "properties": {"Image": {"minLength": 1}}},
+    {"required": ["Cmd"], "properties": {"Cmd": {"type": "array", "minItems": 1}}},
+]
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:

@@ -15,7 +15,7 @@ from orc.core.events import to_wire
 from orc.core.model import State, for_wire
 from orc.core.state import ClusterState
 from orc.core.transitions import ACTIVE, TERMINAL
-from orc.replay.story import CheckResult, History, Row, parse_time
+from orc.replay.story import CheckResult, History, JobLine, JobStory, Row, parse_time, slot_of
 
 
 def duration(seconds: float) -> str:
@@ -80,7 +80,7 @@ class Ids:
         return task_id[: self.width] if self.width else task_id
 
 
-def _move(row: Row) -> str:
+def _move(row: Row | JobLine) -> str:
     if row.src is None and row.dst is None:
         return ""
     if row.src == row.dst:
@@ -138,6 +138,8 @@ def history_text(h: History) -> str:
         now += f", exit {task.exit_code}"
     if task.error:
         now += f", error: {task.error}"
+    if task.job_id:
+        now += f"\n{slot_of(task)}"
     periods = [
         [
             p.state,
@@ -213,6 +215,100 @@ def state_text(state: ClusterState, seq: int, at: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _counts(tasks: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in tasks.items() if n) or "none"
+
+
+def _slot(line: JobLine) -> str:
+    """`0 v1`: the slot and version a line is about."""
+    parts = [] if line.slot is None or line.slot < 0 else [str(line.slot)]
+    if line.version is not None:
+        parts.append(f"v{line.version}")
+    return " ".join(parts)
+
+
+def _job_event(line: JobLine) -> str:
+    return f"decided:{line.action}" if line.action else line.event
+
+
+def job_text(story: JobStory) -> str:
+    """A job's story: what it is now, its versions, every event about it and its tasks (each
+    decision with its reason), each task's fate, and a periodic job's runs."""
+    job = story.job
+    title = f"job {job.id}" + (f" {job.name!r}" if job.name else "") + f" ({job.type})"
+    if job.parent:
+        title += f", a run of periodic job {job.parent}"
+    stable = f" (stable: {job.stable_version})" if job.stable_version >= 0 else ""
+    running = job.tasks.get("Running", 0)
+    now = (
+        f"now {job.status} at version {job.version}{stable}: {running} of {job.count} running;"
+        f" tasks: {_counts(job.tasks)}"
+    )
+    lines = [title, now]
+    d = job.deployment
+    if d is not None:
+        text = f"deployment of version {d.version}: {d.state}"
+        text += f" ({d.reason})" if d.reason else ""
+        text += f"; {d.desired} desired, {d.placed} placed, {d.healthy} healthy"
+        text += f", {d.unhealthy} unhealthy" if d.unhealthy else ""
+        lines.append(text)
+    if job.waiting:
+        lines.append(f"waiting: {job.waiting}")
+    if job.spec.periodic is not None:
+        lines.append(f"periodic: {job.spec.periodic.cron!r}, {len(story.runs)} runs launched")
+    versions = [
+        [
+            str(v.version),
+            when(v.at),
+            v.reason + (f"; rolling update to version {v.version}" if v.rolling_update else ""),
+        ]
+        for v in story.versions
+    ]
+    ids = Ids({line.task for line in story.events} | {t.id for t in story.tasks})
+    events = [
+        [
+            str(line.seq),
+            when(line.at),
+            _job_event(line),
+            ids(line.task),
+            _slot(line),
+            _move(line),
+            line.node,
+            f"!! {line.violation}; {line.reason}" if line.violation else line.reason,
+        ]
+        for line in story.events
+    ]
+    tasks = [
+        [
+            ids(t.id),
+            str(t.slot) if t.slot >= 0 else "-",
+            str(t.version),
+            t.state,
+            t.node,
+            "; ".join(f.what for f in t.fate),
+        ]
+        for t in story.tasks
+    ]
+    by_state: dict[str, int] = {}
+    for t in story.tasks:
+        by_state[t.state] = by_state.get(t.state, 0) + 1
+    lines += ["", f"VERSIONS ({len(versions)})"]
+    lines.append(table(["VERSION", "REGISTERED", "REASON"], versions) if versions else "(none)")
+    lines += ["", f"EVENTS ({len(events)})"]
+    header = ["SEQ", "TIME", "EVENT", "TASK", "SLOT", "FROM -> TO", "NODE", "REASON"]
+    lines.append(table(header, events, right=[0]) if events else "(none)")
+    lines += ["", f"TASKS ({len(tasks)}: {_counts(by_state)})"]
+    header = ["TASK", "SLOT", "VERSION", "STATE", "NODE", "FATE"]
+    lines.append(table(header, tasks, right=[1, 2]) if tasks else "(none)")
+    if story.runs:
+        runs = [
+            [r.id, when(r.launched_at), r.status, _counts(r.tasks), r.waiting] for r in story.runs
+        ]
+        lines += ["", f"RUNS ({len(runs)}; `orc replay --job RUN` tells each)"]
+        lines.append(table(["JOB", "LAUNCHED", "STATUS", "TASKS", "WAITING"], runs))
+    return "\n".join(lines) + "\n"
+
+
 def record_json(record: Any) -> str:
     """A record as the wire shows events (an object with `Type`), not as the log stores it."""
     return msgspec.json.encode(to_wire(record)).decode()
@@ -266,6 +362,13 @@ def history_json(h: History) -> dict[str, Any]:
         "periods": msgspec.to_builtins(h.periods),
         "totals": h.totals,
     }
+
+
+def job_json(story: JobStory) -> dict[str, Any]:
+    """The story as `GET /jobs/{id}/history` answers it (the job's view has PascalCase keys,
+    as `GET /jobs/{id}`; the story's own keys are snake_case, as the task history's)."""
+    doc: dict[str, Any] = msgspec.to_builtins(story)
+    return doc
 
 
 def state_json(state: ClusterState, seq: int, at: str) -> dict[str, Any]:

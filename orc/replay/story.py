@@ -20,7 +20,13 @@ import msgspec
 
 from orc.core import times
 from orc.core.events import (
+    JOB_ACTIONS,
+    JOB_EVENTS,
     AnyEvent,
+    JobDecided,
+    JobRegistered,
+    JobScaled,
+    JobStopped,
     NodeDown,
     NodeJoined,
     StateDigest,
@@ -37,6 +43,7 @@ from orc.core.events import (
     TaskUnhealthy,
     TaskUnplaced,
 )
+from orc.core.jobs import JobRecord, JobView, job_view
 from orc.core.model import State, Task
 from orc.core.quarantine import is_quarantine
 from orc.core.snapshot import state_digest
@@ -57,6 +64,10 @@ EVENT_NAMES: dict[type, str] = {
     NodeDown: "node-down",
     TaskLost: "lost",
     TaskPurged: "purged",
+    JobRegistered: "job-registered",
+    JobScaled: "job-scaled",
+    JobStopped: "job-stopped",
+    JobDecided: "job-decided",
 }
 
 
@@ -139,10 +150,29 @@ def parse_time(text: str) -> datetime | None:
 
 
 def task_of(event: AnyEvent) -> str | None:
-    """The ID of the task an event is about; None for node events."""
+    """The ID of the task an event is about; None for node and job events (a job's decision
+    may name a task, `mentioned`, but it is about the job: it changes no task)."""
     if isinstance(event, TaskSubmitted):
         return event.task.id
+    if isinstance(event, JOB_EVENTS):
+        return None
     return getattr(event, "task_id", None)
+
+
+def job_of(event: AnyEvent) -> str | None:
+    """The ID of the job a job event is about; None for other events."""
+    if isinstance(event, JobRegistered):
+        return event.job.id
+    if isinstance(event, JobScaled | JobStopped | JobDecided):
+        return event.job_id
+    return None
+
+
+def mentioned(event: AnyEvent) -> str | None:
+    """The task an event names: the one it is about, or the one a job's decision names."""
+    if isinstance(event, JobDecided):
+        return event.task_id or None
+    return task_of(event)
 
 
 def _problem(state: ClusterState, task: Task | None, event: AnyEvent) -> tuple[str, str] | None:
@@ -185,7 +215,10 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             what = task.image or " ".join(task.cmd or [])
             driver = f"{task.driver}: " if task.driver else ""
             name = f"{task.name} " if task.name else ""
-            return f"{name}({driver}{what})" if what or driver else name.strip()
+            text = f"{name}({driver}{what})" if what or driver else name.strip()
+            if task.job_id:
+                text += (", " if text else "") + slot_of(task)
+            return text
         case TaskUnplaced(reason=reason):
             return reason
         case TaskScheduled():
@@ -217,11 +250,51 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
         case NodeJoined(node=node):
             drivers = ",".join(node.drivers) or "none"
             return f"{node.address} drivers={drivers} cores={node.cores}"
+        case JobRegistered(job=job, version=version, reason=reason, parent=parent):
+            run = f" (a run of {parent})" if parent else ""
+            return f"job {job.id} version {version}{run}: {reason}"
+        case JobScaled(job_id=job_id, reason=reason) | JobStopped(job_id=job_id, reason=reason):
+            return f"job {job_id}: {reason}"
+        case JobDecided(job_id=job_id, action=action, reason=reason):
+            return f"job {job_id} {action}: {reason}"
     for field in ("reason", "error"):  # event types added later
         value = getattr(event, field, None)
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def slot_of(task: Task) -> str:
+    """`slot 1 of job web version 2`: which of its job's tasks a task is (a system job's tasks
+    are one per node, not numbered)."""
+    where = f"slot {task.slot} of " if task.slot >= 0 else ""
+    return f"{where}job {task.job_id} version {task.job_version}"
+
+
+def _job_problem(state: ClusterState, event: AnyEvent) -> tuple[str, str] | None:
+    """Why the manager would not have logged a job event given `state` (before `apply`)."""
+    job_id = job_of(event)
+    job = state.jobs.get(job_id) if job_id is not None else None
+    if isinstance(event, JobRegistered):
+        if job is not None and event.version <= job.version:
+            return (
+                "job-version",
+                f"job {job_id} version {event.version} registered after version {job.version}:"
+                " a job's versions only grow",
+            )
+        return None
+    if job is None:
+        return "unknown-job", f"event for job {job_id}, which was never registered"
+    if isinstance(event, JobDecided) and event.action not in JOB_ACTIONS:
+        return (
+            "unknown-action",
+            f"decision {event.action!r} is none of orc's ({', '.join(JOB_ACTIONS)})",
+        )
+    return None
+
+
+# The job rules whose events `apply` does nothing with (the others it applies all the same).
+_JOB_SKIPPED = frozenset({"unknown-job", "unknown-action"})
 
 
 def _node_of(event: AnyEvent, before: Task | None, after: Task | None) -> str:
@@ -254,14 +327,19 @@ def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
     broke, if any."""
     name = event_name(event)
     task_id = task_of(event)
-    before = state.tasks.get(task_id) if task_id is not None else None
-    problem = None if task_id is None else _problem(state, before, event)
-    if isinstance(event, StateDigest):
+    named = mentioned(event)  # the task it is about, or the one a job's decision names
+    before = state.tasks.get(named) if named is not None else None
+    problem = None
+    if task_id is not None:
+        problem = _problem(state, before, event)
+    elif isinstance(event, JOB_EVENTS):
+        problem = _job_problem(state, event)
+    elif isinstance(event, StateDigest):
         problem = _digest_problem(state, seq, event)
-    earlier = state.quarantined.get(task_id) if task_id is not None else None
+    earlier = state.quarantined.get(named) if named is not None else None
     apply(state, event)
-    after = state.tasks.get(task_id) if task_id is not None else None
-    record = state.quarantined.get(task_id) if task_id is not None else None
+    after = state.tasks.get(named) if named is not None else None
+    record = state.quarantined.get(named) if named is not None else None
     quarantine = None
     if record is not None and record is not earlier:
         # `apply` refused the event and quarantined the task
@@ -282,11 +360,15 @@ def _step(state: ClusterState, seq: int, event: AnyEvent) -> _Step:
     reason = _describe(event, before, after)
     if problem is not None and task_id is not None:
         reason = _effect(before, after, quarantine, reason)
+    elif problem is not None and quarantine is not None:
+        reason = quarantine  # a job's decision `apply` refused, quarantining the task it named
+    elif problem is not None and problem[0] in _JOB_SKIPPED:
+        reason = f"skipped; {reason}"
     row = Row(
         seq=seq,
         at=event.at,
         event=name,
-        task=task_id,
+        task=named,
         src=State(before.state).label if before is not None else None,
         dst=State(after.state).label if after is not None else None,
         node=_node_of(event, before, after),
@@ -478,3 +560,319 @@ def _close(period: Period, at: str) -> None:
     period.until = at
     if start is not None and end is not None:
         period.seconds = max(0.0, (end - start).total_seconds())
+
+
+# -- one job ----------------------------------------------------------------------------------
+
+
+class JobLine(msgspec.Struct, kw_only=True, rename={"src": "from", "dst": "to"}):
+    """One event of a job's story: the job's own (`job-registered`, `job-scaled`,
+    `job-stopped`, `job-decided` with its `action`), or one of its tasks' (as the timeline
+    names them). `slot` and `version` say which of the job's tasks `task` is (for a decision
+    that names no task, the slot and version it is about, if any); `from` and `to` are that
+    task's states before and after."""
+
+    seq: int
+    at: str
+    event: str
+    action: str
+    task: str | None
+    slot: int | None
+    version: int | None
+    src: str | None
+    dst: str | None
+    node: str
+    reason: str
+    violation: str | None = None
+
+
+class JobVersionStory(msgspec.Struct, kw_only=True):
+    """A version of the job: when and why it was registered. `rolling_update`: its template
+    is new, so its deployment replaces the tasks of older versions."""
+
+    version: int
+    seq: int
+    at: str
+    reason: str
+    rolling_update: bool
+
+
+class Fate(msgspec.Struct, kw_only=True):
+    """A step in the life of one of the job's tasks, in words."""
+
+    seq: int
+    at: str
+    what: str
+
+
+class JobTask(msgspec.Struct, kw_only=True):
+    """One task the job made: which one (its slot, -1 for a system job's, and the version
+    whose template it runs), how it ended up, what happened to it, and the task that took its
+    slot after it (`replaced_by`)."""
+
+    id: str
+    slot: int
+    version: int
+    state: str
+    node: str
+    fate: list[Fate]
+    replaced_by: str | None = None
+
+
+class JobRun(msgspec.Struct, kw_only=True):
+    """A run a periodic job launched: a job of its own (`orc replay --job` tells its story
+    too). `tasks` counts its tasks by state (those the state still holds)."""
+
+    id: str
+    seq: int
+    launched_at: str
+    version: int
+    status: str
+    waiting: str
+    tasks: dict[str, int]
+
+
+class JobStory(msgspec.Struct, kw_only=True):
+    """A job as the log tells it: the job now (as `GET /jobs/{id}` shows it), each of its
+    versions, every event about it or its tasks, each task's fate, and a periodic job's runs."""
+
+    job: JobView
+    versions: list[JobVersionStory]
+    events: list[JobLine]
+    tasks: list[JobTask]
+    runs: list[JobRun]
+
+
+def find_job(records: Iterable[Record], wanted: str, base: ClusterState | None = None) -> str:
+    """The job ID `wanted` names: an exact ID, or a prefix of exactly one."""
+    ids = {job_of(event) for _, event in records} - {None}
+    ids |= set(base.jobs) if base is not None else set()
+    if wanted in ids:
+        return wanted
+    matches = sorted(i for i in ids if i is not None and i.startswith(wanted))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise ReplayError(
+            f"job {wanted!r} is ambiguous: {len(matches)} job IDs start with it ({shown})"
+        )
+    raise ReplayError(f"no job {wanted!r} in the log ({len(ids)} job{'s' * (len(ids) != 1)})")
+
+
+def job_tasks(records: Iterable[Record], job_id: str, base: ClusterState | None = None) -> set[str]:
+    """The IDs of the tasks job `job_id` made (those submitted with its ID)."""
+    ids = {t.id for t in base.tasks.values() if t.job_id == job_id} if base is not None else set()
+    if base is not None:
+        ids.update(base.job_tasks.get(job_id, {}))
+    ids.update(
+        e.task.id for _, e in records if isinstance(e, TaskSubmitted) and e.task.job_id == job_id
+    )
+    return ids
+
+
+# Decisions about a version of the job rather than about one task; their `version` is the one
+# they judge (`wait`, `complete` and `launch` carry none).
+_VERSIONED = frozenset(
+    {"place", "replace", "revert", "healthy", "unhealthy", "deployed", "deployment-failed"}
+)
+
+
+def job_story(records: Sequence[Record], job_id: str, base: ClusterState | None = None) -> JobStory:
+    """Job `job_id`'s story: every version (and why), every decision the reconciler logged
+    about it with its reason, and the fate of each task it made, replayed with `apply` as the
+    manager applied them. A task is the job's when it was submitted with the job's ID; the
+    runs of a periodic job are the jobs registered with it as their `parent`."""
+    state = copy.deepcopy(base) if base is not None else ClusterState()
+    tasks: dict[str, None] = {}  # the job's tasks, in the order they were made
+    if base is not None:
+        tasks.update(base.job_tasks.get(job_id, {}))
+        tasks.update((t.id, None) for t in base.tasks.values() if t.job_id == job_id)
+    known: dict[str, Task] = {t: base.tasks[t] for t in tasks if base and t in base.tasks}
+    fates: dict[str, list[Fate]] = {}
+    lines: list[JobLine] = []
+    versions: list[JobVersionStory] = []
+    runs: dict[str, tuple[int, str]] = {}  # a periodic job's runs: the seq and time of each
+    for seq, event in records:
+        if isinstance(event, JobRegistered) and event.parent == job_id:
+            runs.setdefault(event.job.id, (seq, event.at))
+        if isinstance(event, TaskSubmitted) and event.task.job_id == job_id:
+            tasks[event.task.id] = None
+        ours = job_of(event) == job_id
+        named = mentioned(event)
+        if not ours and (named is None or named not in tasks or isinstance(event, JOB_EVENTS)):
+            apply(state, event)
+            continue
+        job_before = state.jobs.get(job_id)
+        step = _step(state, seq, event)
+        task = step.task
+        if task is not None:
+            known[task.id] = task
+        row = step.row
+        line = JobLine(
+            seq=seq,
+            at=row.at,
+            event=row.event,
+            action=event.action if isinstance(event, JobDecided) else "",
+            task=row.task,
+            slot=task.slot if task is not None else None,
+            version=task.job_version if task is not None else None,
+            src=row.src,
+            dst=row.dst,
+            node=row.node,
+            reason=row.reason,
+            violation=row.violation,
+        )
+        match event:
+            case JobRegistered(version=version, reason=reason):
+                rolls = _rolls(job_before, state.jobs.get(job_id), version)
+                said = f"{reason}; rolling update to version {version}" if rolls else reason
+                versions.append(
+                    JobVersionStory(
+                        version=version, seq=seq, at=event.at, reason=reason, rolling_update=rolls
+                    )
+                )
+                line.version, line.reason = version, said
+                if row.violation is not None:
+                    line.reason = f"{said} (!! {row.violation})"
+            case JobScaled(reason=reason) | JobStopped(reason=reason):
+                line.reason = reason if row.violation is None else row.reason
+            case JobDecided(reason=reason, slot=slot, version=version, action=action):
+                if action == "wait" and not reason:
+                    reason = "waits for nothing now"
+                line.reason = reason if row.violation is None else row.reason
+                if task is None:
+                    line.slot = slot if slot >= 0 else None
+                    line.version = version if version or action in _VERSIONED else None
+                if named is not None:
+                    fates.setdefault(named, []).append(
+                        Fate(seq=seq, at=event.at, what=f"{action}: {line.reason}")
+                    )
+        if named is not None and not isinstance(event, JOB_EVENTS):
+            what = _fate(event, row)
+            if what:
+                fates.setdefault(named, []).append(Fate(seq=seq, at=event.at, what=what))
+        lines.append(line)
+    record = state.jobs.get(job_id)
+    if record is None:
+        raise ReplayError(f"no job {job_id!r} in the log")
+    held = [state.tasks[t] for t in state.job_tasks.get(job_id, {}) if t in state.tasks]
+    view = job_view(record, held, state.stop_requested)
+    return JobStory(
+        job=view,
+        versions=versions,
+        events=lines,
+        tasks=_job_tasks(tasks, known, fates, state),
+        runs=[_run(state, run, seq, at) for run, (seq, at) in runs.items()],
+    )
+
+
+def _rolls(before: JobRecord | None, after: JobRecord | None, version: int) -> bool:
+    """`apply` started a deployment of `version` for a job that had one before: a rolling
+    update (a new job's first deployment replaces nothing)."""
+    if before is None or after is None or after.deployment is None:
+        return False
+    new = after.deployment
+    return new.version == version and (before.deployment is None or before.deployment != new)
+
+
+def _fate(event: AnyEvent, row: Row) -> str:
+    """What a task event did to one of the job's tasks, in a few words."""
+    ended = row.dst is not None and row.dst != row.src and row.dst in _ENDED
+    match event:
+        case TaskSubmitted(task=submitted):
+            where = f"slot {submitted.slot} of " if submitted.slot >= 0 else ""
+            what = f"created for {where}version {submitted.job_version}"
+        case TaskUnplaced(reason=reason):
+            what = f"unplaced: {reason}"
+        case TaskScheduled(node=node):
+            what = f"scheduled on {node}" + (" (restart)" if row.reason == "restart" else "")
+        case TaskStarted(node=node):
+            what = f"started on {node}"
+        case TaskRestarted(node=node):
+            what = f"runs again on {node}"
+        case TaskStopRequested():
+            what = f"ended {row.dst}: {row.reason}" if ended else "stop requested"
+        case TaskExited() | TaskFailed() if ended:
+            what = f"ended {row.dst}: {row.reason}"
+        case TaskRestarting():
+            what = row.reason  # `restart 1 in 2s: exit 1`
+        case TaskUnhealthy() | TaskLost():
+            what = f"{'unhealthy' if isinstance(event, TaskUnhealthy) else 'lost'}: {row.reason}"
+        case TaskPurged(reason=reason):
+            what = f"forgotten: {reason}"
+        case _:
+            what = f"{row.event}: {row.reason}" if row.reason else row.event
+    if row.violation is not None:
+        what += f" (!! {row.violation})"
+    return what
+
+
+_ENDED = frozenset(s.label for s in TERMINAL)
+
+
+def _job_tasks(
+    order: dict[str, None],
+    known: dict[str, Task],
+    fates: dict[str, list[Fate]],
+    state: ClusterState,
+) -> list[JobTask]:
+    """Each of the job's tasks with its fate; a task is `replaced_by` the next task made for
+    its slot (a system job's: for its node)."""
+    out: list[JobTask] = []
+    last: dict[object, JobTask] = {}
+    for task_id in order:
+        task = state.tasks.get(task_id) or known.get(task_id)
+        if task is None:
+            continue
+        fate = sorted(fates.get(task_id, []), key=lambda f: f.seq)
+        entry = JobTask(
+            id=task_id,
+            slot=task.slot,
+            version=task.job_version,
+            state=State(task.state).label,
+            node=task.node,
+            fate=fate,
+        )
+        key = _slot_key(task)
+        previous = last.get(key) if key is not None else None
+        if previous is not None:
+            previous.replaced_by = task_id
+            made = next((f for f in fate if f.what.startswith("created")), None)
+            if made is not None:
+                note = f"replaced by {task_id[:8]} (version {task.job_version})"
+                previous.fate.append(Fate(seq=made.seq, at=made.at, what=note))
+                previous.fate.sort(key=lambda f: f.seq)
+        if key is not None:
+            last[key] = entry
+        out.append(entry)
+    return out
+
+
+def _slot_key(task: Task) -> object:
+    """What a job's task stands for: its slot, or (a system job's) the node it is pinned to."""
+    if task.slot >= 0:
+        return task.slot
+    for c in task.constraints or ():
+        if c.attribute == "node" and c.operator == "=":
+            return ("node", c.value)
+    return None
+
+
+def _run(state: ClusterState, run_id: str, seq: int, at: str) -> JobRun:
+    record = state.jobs.get(run_id)
+    if record is None:  # never applied (its record broke a rule)
+        return JobRun(
+            id=run_id, seq=seq, launched_at=at, version=0, status="?", waiting="", tasks={}
+        )
+    held = [state.tasks[t] for t in state.job_tasks.get(run_id, {}) if t in state.tasks]
+    view = job_view(record, held, state.stop_requested)
+    return JobRun(
+        id=run_id,
+        seq=seq,
+        launched_at=at,
+        version=record.version,
+        status=record.status,
+        waiting=record.waiting,
+        tasks={s: n for s, n in view.tasks.items() if n},
+    )

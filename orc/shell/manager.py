@@ -19,6 +19,7 @@ from actors import Actor, ActorRef, Envelope, Mailbox
 from eventlog import EventLog, LogWriteError
 from orc.clock import now
 from orc.core import decide
+from orc.core.dryrun import dry_run
 from orc.core.events import (
     AnyEvent,
     NodeDown,
@@ -36,12 +37,18 @@ from orc.core.events import (
     TaskUnhealthy,
 )
 from orc.core.health import health_url
+from orc.core.jobs import job_view, touched, version_views
 from orc.core.messages import (
     Arm,
     AttachProxy,
+    GetJob,
     GetStats,
     GetTask,
+    Hold,
+    JobsDue,
+    JobVersions,
     Join,
+    ListJobs,
     ListNodes,
     ListTasks,
     LogBehind,
@@ -50,24 +57,31 @@ from orc.core.messages import (
     Ping,
     Place,
     PlacedOn,
+    PlanJob,
     Purge,
     Reconcile,
     Reply,
     ResendState,
     RestartDue,
+    RevertJob,
     RunTask,
+    ScaleJob,
     Schedule,
     Stop,
+    StopJob,
     StopTask,
     Submit,
+    SubmitJob,
     TasksEnded,
     TasksPlaced,
     Unhealthy,
     Unwatch,
+    WakeJobs,
     Watch,
 )
 from orc.core.model import State, Task
 from orc.core.nodeview import node_views
+from orc.core.reconcile import reconcile
 from orc.core.restarts import RestartSettings
 from orc.core.retention import EndedIndex
 from orc.core.snapshot import encode_state, state_digest
@@ -91,7 +105,16 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Join: decide.join,
     NodeSilent: decide.node_down,
     LogBehind: decide.log_behind,
+    ScaleJob: decide.scale,
+    StopJob: decide.stop_job,
+    RevertJob: decide.revert,
+    JobsDue: lambda s, m: decide.nothing(),  # a reconcile pass follows (`_reconcile`)
 }
+
+# Reconcile passes after one change, at most: a pass's own events may call for another (a
+# revert registers a version, which the next pass deploys); more would be a reconciler that
+# never settles, and the next change or timer looks again.
+MAX_PASSES = 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,8 @@ class Manager(Actor):
         health: ActorRef | None = None,
         limits: decide.Limits | None = None,
         meter: ManagerMeter | None = None,
+        jobtimer: ActorRef | None = None,
+        clock: Callable[[], str] = now,
     ) -> None:
         self.log = log
         # what /metrics reports: counted here as events are applied, never by walking the state
@@ -135,7 +160,13 @@ class Manager(Actor):
             Unhealthy: lambda s, m: decide.unhealthy(s, m, self.restarts),
             Purge: lambda s, m: decide.purge(s, m, self.ended),
             Submit: lambda s, m: decide.submit(s, m, self.limits, self._pending()),
+            SubmitJob: lambda s, m: decide.register(s, m, self.limits),
         }
+        # jobs: the reconciler's timers (`orc.core.reconcile.Pass.wake`), and the clock its
+        # passes read (a test's mock clock drives both)
+        self.jobtimer = jobtimer
+        self.clock = clock
+        self.jobs_held = False
         self.limits = limits or decide.Limits()
         # ended tasks by end time, so a purge costs what it forgets (derived from the state)
         self.ended = EndedIndex()
@@ -160,6 +191,7 @@ class Manager(Actor):
             if placed:
                 await proxy.tell(Reconcile(placed))
         await self._resume_restarts()
+        await self._reconcile(None)  # every job: a crash mid-update resumes where it stopped
         for task in quarantined:  # ended now: one that runs is stopped where it runs
             if task.state in ACTIVE and task.node:
                 await self._tell_node(task.node, StopTask(task.id))
@@ -191,6 +223,8 @@ class Manager(Actor):
             await self._resync_scheduler()
         elif role in ("restarter", "health"):
             await self._resume_restarts(arm=role == "restarter", watch=role == "health")
+        elif role == "jobtimer":
+            await self._reconcile(None)
 
     async def run(self, mailbox: Mailbox) -> None:
         await self.started()
@@ -254,16 +288,48 @@ class Manager(Actor):
                     else:
                         env.reply(d.reply)
                 return
-            for event in events:
-                before = self.meter.before(self.state, event)
-                apply(self.state, event)
-                self.meter.applied(self.state, event, before)
+            self._apply(events)
             self.meter.committed(group, decisions)
         for env, d in zip(group, decisions, strict=True):
             env.reply(d.reply)
         await self._act(events)
         await self._placements_refused(group, decisions)
+        due = [j for env in group if isinstance(env.message, JobsDue) for j in env.message.job_ids]
+        jobs = touched(self.state.jobs, self.state.tasks, events)
+        await self._reconcile(None if jobs is None else jobs | set(due))
         await self._keep_up(len(events))
+
+    def _apply(self, events: list[AnyEvent]) -> None:
+        for event in events:
+            before = self.meter.before(self.state, event)
+            apply(self.state, event)
+            self.meter.applied(self.state, event, before)
+
+    async def _reconcile(self, jobs: set[str] | None) -> None:
+        """Run the reconciler (`orc.core.reconcile`) over `jobs` (None: all) and carry out
+        its decisions: each pass's events go to the log as one batch, then act as any
+        other events do (placements to the scheduler, stops to the workers). A pass's own
+        events may touch jobs again; passes stop when one decides nothing."""
+        for _ in range(MAX_PASSES):
+            if (jobs is not None and not jobs) or not self.state.jobs or self.jobs_held:
+                return
+            done = reconcile(self.state, self.clock(), jobs)
+            if done.wake and self.jobtimer is not None:
+                await self.jobtimer.tell(WakeJobs(done.wake))
+            if not done.events:
+                return
+            try:
+                await self.log.append_batch(done.events)
+            except LogWriteError as exc:
+                # nothing was decided: the next change, or this retry, looks again
+                log.error("reconcile deferred: %s", exc)
+                if self.jobtimer is not None:
+                    soon = {j: self.clock() for j in (jobs or self.state.jobs)}
+                    await self.jobtimer.tell(WakeJobs(soon))
+                return
+            self._apply(done.events)
+            await self._act(done.events)
+            jobs = touched(self.state.jobs, self.state.tasks, done.events)
 
     async def _keep_up(self, appended: int) -> None:
         """Now and then record a digest of the state, and snapshot it so start-up stays fast.
@@ -419,8 +485,22 @@ class Manager(Actor):
                 if task is None:
                     return Reply(404, message=f"no task with ID {task_id}")
                 return Reply(200, task=task)
-            case ListTasks():
+            case ListTasks(job=""):
                 return list(self.state.tasks.values())
+            case ListTasks(job=job_id):
+                ids = self.state.job_tasks.get(job_id, {})
+                return [self.state.tasks[i] for i in ids if i in self.state.tasks]
+            case GetJob(job_id):
+                return self._job(job_id)
+            case ListJobs():
+                return [self._job(j).body for j in sorted(self.state.jobs)]
+            case JobVersions(job_id):
+                job = self.state.jobs.get(job_id)
+                if job is None:
+                    return Reply(404, message=f"no job with ID {job_id}")
+                return Reply(200, body=version_views(job))
+            case PlanJob(spec, at):
+                return Reply(200, body=dry_run(self.state, spec, at, self.restarts.placement))
             case GetStats():
                 return self._stats()
             case ListNodes():
@@ -432,7 +512,17 @@ class Manager(Actor):
                 return None
             case Ping():
                 return None
+            case Hold():
+                self.jobs_held = True  # shutting down: see `drain_manager`
+                return None
         raise TypeError(f"manager: unexpected message {message!r}")
+
+    def _job(self, job_id: str) -> Reply:
+        job = self.state.jobs.get(job_id)
+        if job is None:
+            return Reply(404, message=f"no job with ID {job_id}")
+        tasks = (self.state.tasks[i] for i in self.state.job_tasks.get(job_id, ()))
+        return Reply(200, body=job_view(job, tasks, self.state.stop_requested))
 
     def _stats(self) -> dict[str, object]:
         by_state = {state.label: n for state, n in self.meter.tasks.by_state.items()}

@@ -60,7 +60,13 @@ class NodeMonitor(Actor):
         views = await self.manager.ask(ListNodes(), timeout=ASK_TIMEOUT)
         for view in views:  # type: ignore[attr-defined]
             info = NodeInfo(
-                view.name, view.address, view.drivers, view.cores, view.memory, view.disk
+                view.name,
+                view.address,
+                view.drivers,
+                view.cores,
+                view.memory,
+                view.disk,
+                view.attrs or None,  # as the node registers them: None for none
             )
             self.infos[info.name] = info
             if view.state == "up":

@@ -5,7 +5,8 @@ Its allocations follow the log: it counts its own placements at once (so the nex
 same batch sees them), the manager confirms every placement with `TasksPlaced` (idempotent, and
 it covers placements the scheduler did not make, such as restarts) and frees capacity with
 `TasksEnded`. A placement the manager refuses is always for a task that has ended, so the
-matching `TasksEnded` frees it too.
+matching `TasksEnded` frees it too. The same messages keep the placer's count of each job's
+tasks per node, which spread reads.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Scheduler(ManagerFollower):
             case TasksPlaced(tasks):
                 for task in tasks:
                     self.waiting.pop(task.id, None)
-                    self.placer.assign(task.id, task.node, need_of(task))
+                    self.placer.assign(task.id, task.node, need_of(task), task.job_id)
             case TasksEnded(task_ids):
                 freed = False
                 for task_id in task_ids:

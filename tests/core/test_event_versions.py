@@ -42,9 +42,8 @@ from orc.core.events import (
     parse_tag,
     to_wire,
 )
-from orc.core.jobspec import JobSpec
+from orc.core.jobspec import JobSpec, TemplateSpec
 from orc.core.model import NodeInfo, State, Task
-from orc.core.spec import TaskSpec
 from orc.core.upcast import Upcaster, event_types, upcaster
 
 AT = "2026-11-28T12:00:00.000000+00:00"
@@ -103,7 +102,7 @@ EXAMPLES: list[AnyEvent] = [
     StateDigest(at=AT, seq=42, digest="0123456789abcdef0123456789abcdef"),
     JobRegistered(
         at=AT,
-        job=JobSpec(id="web", count=3, task=TaskSpec(name="web", cmd=["httpd"])),
+        job=JobSpec(id="web", count=3, task=TemplateSpec(name="web", cmd=["httpd"])),
         version=2,
         reason="submitted",
         parent="nightly",

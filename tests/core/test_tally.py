@@ -143,6 +143,7 @@ def test_placement_failures_are_counted_under_what_the_most_nodes_lack() -> None
         reason(need_of(Task(driver="process", disk=2 * GiB)), [small], [empty]): "disk",
         reason(need_of(big), [], []): "no_nodes",
         "waits to restart: node w1 cannot run it and 1 node: 1 lacks memory (need 2 GiB)": "memory",
+        "3 nodes: 2 fail constraint rack = a, 1 lacks memory (need 1 GiB)": "constraint",
         "something new": "other",
     }
     for text, kind in cases.items():

@@ -57,7 +57,7 @@ IO_LIBRARIES = (
 
 # The packages inside orc/, each a room with its own rule below. A new room must be added
 # here, and given a rule, before it can hold code.
-ROOMS = frozenset({"core", "shell", "nodes", "drivers", "http", "replay", "cmd", "ui"})
+ROOMS = frozenset({"core", "shell", "nodes", "drivers", "http", "replay", "cmd", "ui", "ha"})
 TOP_LEVEL_MODULES_AT_MOST = 5  # package entry points, configuration, clock
 
 
@@ -96,6 +96,11 @@ RULES = (
     ),
     Rule(
         "orc/shell", ("orc.http", "orc.cmd"), "orc/shell sits below the HTTP apps and the command"
+    ),
+    Rule(
+        "orc/ha",
+        ("orc.shell", "orc.http", "orc.cmd", "orc.nodes", "orc.drivers", "orc.replay", "orc.ui"),
+        "orc/ha keeps the log and the election in etcd on orc/core and eventlog, below the shell",
     ),
     Rule(
         "orc/replay",

@@ -26,8 +26,8 @@ from msgspec.structs import replace
 from eventlog import EventLog, open_readonly
 from orc.cmd.main import main
 from orc.core.events import (
-    JOB_EVENTS,
     ALL_EVENTS,
+    JOB_EVENTS,
     AnyEvent,
     NodeJoined,
     StateDigest,

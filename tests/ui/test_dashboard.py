@@ -424,3 +424,74 @@ def test_a_long_list_draws_only_the_rows_in_view(browser: Browser, orc: Orc) -> 
     expect(page.locator("#task-count")).to_have_text(f"0 of {count} tasks")
     page.get_by_label("State").select_option("Pending")
     expect(page.locator("#task-count")).to_have_text(f"{count} tasks")  # all of them
+
+
+def test_the_jobs_view_follows_a_service_job_and_filters_its_tasks(
+    browser: Browser, orc: Orc, tmp_path: Path
+) -> None:
+    """A job submitted through the API shows in the Jobs view with its tasks running, follows
+    the events (a scale), tells its story (each decision with its reason) when opened, and
+    the task table filters by job."""
+    page, seen = open_dashboard(browser, orc)
+    expect(page.locator("#stream-status")).to_have_text(re.compile("^live"), timeout=WAIT_MS)
+    expect(page.locator("#jobs-empty")).to_be_visible(timeout=WAIT_MS)
+    with orc.api() as api:
+        r = api.post("/jobs", json={"ID": "web", "Count": 2, "Task": {"Cmd": ["sleep", "30"]}})
+        assert r.status_code == 201, r.text
+        r = api.post("/tasks", json={"State": 2, "Task": {"Name": "loner", "Cmd": ["sleep", "30"]}})
+        assert r.status_code == 201, r.text
+
+    row = page.locator('#job-rows tr[data-id="web"]')
+    expect(row.locator("td.running")).to_have_text("2/2", timeout=WAIT_MS)
+    expect(row).to_contain_text("service")
+    expect(row.locator(".job-status")).to_have_text("running")
+    expect(row.locator("td.deployment")).to_contain_text("v0", timeout=WAIT_MS)
+    expect(row.locator("td.deployment")).to_contain_text("2/2 placed")
+    expect(page.locator("#job-count")).to_have_text("1 job")
+    expect(page.locator("#task-count")).to_have_text("3 tasks", timeout=WAIT_MS)
+
+    # Opened: its fields and its story, newest first, each decision with its reason.
+    row.locator("button.name").click()
+    detail = page.locator("#job-detail")
+    expect(detail).to_be_visible()
+    expect(detail.locator("#job-fields")).to_contain_text("service")
+    story = detail.locator("#job-history")
+    expect(story.locator("li.decision", has_text="place")).to_have_count(2, timeout=WAIT_MS)
+    expect(story).to_contain_text("job-registered")
+    expect(story).to_contain_text("submitted")
+    assert "job=web" in page.url
+
+    # The task table filters by job: its two tasks, or the one task of no job.
+    page.locator("#job-filter").select_option("-")
+    expect(page.locator("#task-count")).to_have_text("1 of 3 tasks")
+    expect(task_row(page, "loner")).to_be_visible()
+    page.get_by_role("button", name="Show only its tasks").click()
+    expect(page.locator("#task-count")).to_have_text("2 of 3 tasks")
+    expect(task_row(page, "loner")).to_have_count(0)
+    with orc.api() as api:
+        tasks = api.get("/tasks", params={"job": "web"}).json()
+    assert sorted(t["Slot"] for t in tasks) == [0, 1]
+    first = page.locator(f'#task-rows tr.task[data-id="{tasks[0]["ID"]}"]')
+    first.locator("button.name").click()
+    expect(page.locator("#detail-fields")).to_contain_text(
+        f"web, slot {tasks[0]['Slot']}, version 0", timeout=WAIT_MS
+    )
+
+    # Scaled through the API: the view follows the events, with no reload.
+    with orc.api() as api:
+        assert api.put("/jobs/web/scale", json={"Count": 3}).status_code == 200
+    expect(row.locator("td.running")).to_have_text("3/3", timeout=WAIT_MS)
+    expect(page.locator("#task-count")).to_have_text("3 of 4 tasks", timeout=WAIT_MS)
+    expect(story).to_contain_text("job-scaled", timeout=WAIT_MS)
+    expect(story).to_contain_text("scaled from 2 to 3")
+    page.screenshot(path=tmp_path / "dashboard-jobs.png", full_page=True)
+
+    with orc.api() as api:
+        assert api.delete("/jobs/web").status_code == 200
+    expect(row.locator(".job-status")).to_have_text("stopped", timeout=WAIT_MS)
+    expect(row.locator("td.running")).to_have_text("0/3", timeout=WAIT_MS)
+
+    assert seen.count(r"GET /tasks") == 1, seen.requests
+    assert seen.count(r"GET /events\?after=\d+") == 1, seen.requests
+    assert seen.count(r"GET /jobs") <= 20, seen.requests
+    assert not seen.errors, seen.errors

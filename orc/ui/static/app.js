@@ -1,10 +1,12 @@
-// The orc dashboard: tasks, one task's detail, nodes, cluster health and a submit form, all
-// from the manager's public API and kept live by its event stream.
+// The orc dashboard: tasks, one task's detail, jobs, nodes, cluster health and a submit form,
+// all from the manager's public API and kept live by its event stream.
 //
-// Requests: at start `GET /stats` and `GET /tasks` (one snapshot), `GET /nodes`, then one
-// long-lived `GET /events`. After that the page asks only when something calls for it: the
-// task a person opens (its task, history and logs), `GET /nodes` at most every 2 s while
-// events move capacity, `GET /metrics` (for the newest snapshot) at most every 10 s while
+// Requests: at start `GET /stats` and `GET /tasks` (one snapshot), `GET /nodes`, `GET /jobs`,
+// then one long-lived `GET /events`. After that the page asks only when something calls for
+// it: the task a person opens (its task, history and logs), `GET /nodes` at most every 2 s
+// while events move capacity, `GET /jobs` at most every second while events about jobs or
+// their tasks arrive, the open job's story (`GET /jobs/{id}/history`) at most every 2 s while
+// events about it arrive, `GET /metrics` (for the newest snapshot) at most every 10 s while
 // events arrive, and the open task's logs every 5 s while it runs and the tab is visible.
 
 import { ApiError, request } from "./api.js";
@@ -18,7 +20,10 @@ const MAX_ERRORS = 50;
 const LOG_LINES = 200;
 
 const cluster = new Cluster();
-const view = { text: "", state: "", sort: "created", descending: true, selected: "" };
+const view = { text: "", state: "", job: "", sort: "created", descending: true, selected: "" };
+// The jobs (GET /jobs: the manager's views), the one opened and its story. `supported` is
+// false when the manager has no jobs API (an older orc): the section is hidden.
+const jobs = { supported: true, list: [], selected: "", story: null, message: "" };
 const health = {
   logSeq: 0,
   snapshot: null, // the newest snapshot's figures (GET /metrics), and when they were read
@@ -147,6 +152,8 @@ function flush() {
   if (parts.has("tasks")) drawTasks();
   if (parts.has("detail")) drawDetail();
   if (parts.has("nodes")) drawNodes();
+  if (parts.has("jobs")) drawJobs();
+  if (parts.has("jobs") || parts.has("job")) drawJobDetail();
   if (parts.has("health") || parts.has("tasks")) drawHealth();
 }
 
@@ -173,13 +180,21 @@ function matches(task, text) {
   );
 }
 
+// The job filter: "" every task, "-" the tasks of no job, else one job's.
+function ofJob(task, job) {
+  if (!job) return true;
+  return job === "-" ? !task.JobID : task.JobID === job;
+}
+
 function shownTasks() {
   const state = view.state === "" ? null : Number(view.state);
   const text = view.text.trim().toLowerCase();
   const key = SORTS[view.sort];
   const rows = [];
   for (const task of cluster.tasks.values()) {
-    if ((state === null || task.State === state) && matches(task, text)) rows.push(task);
+    if ((state === null || task.State === state) && ofJob(task, view.job) && matches(task, text)) {
+      rows.push(task);
+    }
   }
   const sign = view.descending ? -1 : 1;
   // Ties fall back to the ID, so rows do not swap places from one render to the next.
@@ -279,6 +294,10 @@ function setUpTable() {
     view.state = event.target.value;
     draw("tasks");
   });
+  $("job-filter").addEventListener("change", (event) => {
+    view.job = event.target.value;
+    draw("tasks");
+  });
   for (const button of document.querySelectorAll("th button[data-sort]")) {
     button.addEventListener("click", () => {
       const sort = button.dataset.sort;
@@ -307,10 +326,18 @@ function markSorted() {
 
 const detail = { task: null, history: null, logs: null, message: "", error: false };
 
+// The address keeps what is open (`#task=ID&job=ID`), so that a link opens it again.
+function saveHash() {
+  const open = new URLSearchParams();
+  if (view.selected) open.set("task", view.selected);
+  if (jobs.selected) open.set("job", jobs.selected);
+  history.replaceState(null, "", `#${open}`);
+}
+
 function select(id) {
   if (!id) return;
   view.selected = id;
-  history.replaceState(null, "", `#task=${id}`);
+  saveHash();
   detail.task = cluster.tasks.get(id) ?? null;
   detail.history = null;
   detail.logs = null;
@@ -395,6 +422,7 @@ function drawDetail() {
     ["State", state],
     ["Node", task.Node || "(not placed)"],
     ["Runs", `${task.Driver}: ${what}`],
+    ["Job", task.JobID ? jobOfTask(task) : ""],
     ["Exit code", task.ExitCode ?? ""],
     ["Error", task.Error],
     ["Restarts", task.RestartCount ? `${task.RestartCount} (${task.RestartPolicy})` : ""],
@@ -415,6 +443,14 @@ function drawDetail() {
 }
 
 const STATE_NUMBERS = new Map([...STATE_NAMES].map(([n, name]) => [name, n]));
+
+// "web, slot 1, version 2", the job's name a link that opens it.
+function jobOfTask(task) {
+  const open = el("button", { type: "button", class: "link", text: task.JobID });
+  open.addEventListener("click", () => selectJob(task.JobID));
+  const slot = task.Slot >= 0 ? `, slot ${task.Slot}` : "";
+  return el("span", {}, open, `${slot}, version ${task.JobVersion}`);
+}
 
 function drawHistory(story) {
   if (!story) {
@@ -567,6 +603,215 @@ function setUpForm() {
   });
 }
 
+// -- jobs -------------------------------------------------------------------------------------
+
+const refreshJobs = throttled(async () => {
+  if (!jobs.supported) return;
+  try {
+    jobs.list = await request("GET", "jobs");
+    draw("jobs");
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 405)) {
+      jobs.supported = false; // an orc without jobs: say nothing, show nothing
+      draw("jobs");
+      return;
+    }
+    report("jobs", error);
+  }
+}, 1000);
+
+// What a job runs now: "2/3" (running of its count); a batch job adds what it completed.
+function jobRunning(job) {
+  const running = job.Tasks?.Running ?? 0;
+  if (job.Type === "system") return `${running} (one per node)`;
+  const done = job.Type === "batch" ? ` · ${job.Tasks?.Completed ?? 0} done` : "";
+  return `${running}/${job.Count}${done}`;
+}
+
+function jobDeployment(job) {
+  const d = job.Deployment;
+  if (!d) return "";
+  const unhealthy = d.Unhealthy ? `, ${d.Unhealthy} unhealthy` : "";
+  return `v${d.Version} ${d.State}: ${d.Placed}/${d.Desired} placed, ${d.Healthy} healthy${unhealthy}`;
+}
+
+function jobVersion(job) {
+  const stable = job.StableVersion;
+  return stable >= 0 && stable !== job.Version ? `v${job.Version} (stable v${stable})` : `v${job.Version}`;
+}
+
+function drawJobs() {
+  $("jobs").hidden = !jobs.supported;
+  if (!jobs.supported) return;
+  const rows = jobs.list.map((job) => {
+    const name = el("button", { type: "button", class: "name", text: job.ID });
+    const deployment = jobDeployment(job);
+    return el(
+      "tr",
+      { "data-id": job.ID, "aria-current": job.ID === jobs.selected ? "true" : undefined },
+      el(
+        "th",
+        { scope: "row" },
+        name,
+        job.Parent ? el("div", { class: "muted", text: `a run of ${job.Parent}` }) : null,
+      ),
+      el("td", { text: job.Type }),
+      el("td", {}, el("span", { class: "job-status", "data-status": job.Status, text: job.Status })),
+      el("td", { text: jobVersion(job) }),
+      el("td", { class: "running", text: jobRunning(job) }),
+      el("td", {
+        class: "deployment",
+        "data-state": job.Deployment?.State,
+        title: job.Deployment?.Reason || undefined,
+        text: deployment,
+      }),
+      el("td", { class: "waiting", text: job.Waiting }),
+    );
+  });
+  $("job-rows").replaceChildren(...rows);
+  const n = jobs.list.length;
+  $("job-count").textContent = `${n} ${n === 1 ? "job" : "jobs"}`;
+  $("jobs-empty").hidden = n > 0;
+  // The task table's job filter offers every job (keeping what is chosen).
+  const filter = $("job-filter");
+  const wanted = ["", "-", ...jobs.list.map((j) => j.ID)];
+  const have = [...filter.options].map((o) => o.value);
+  if (wanted.join("\n") !== have.join("\n")) {
+    const extra = jobs.list.map((j) => el("option", { value: j.ID, text: j.ID }));
+    filter.replaceChildren(...[...filter.options].slice(0, 2), ...extra);
+    filter.value = wanted.includes(view.job) ? view.job : "";
+  }
+}
+
+function selectJob(id) {
+  if (!id) return;
+  jobs.selected = id;
+  jobs.story = null;
+  jobs.message = "";
+  saveHash();
+  draw("jobs");
+  refreshJobStory();
+  $("jobs").scrollIntoView({ block: "nearest" });
+}
+
+async function refreshJobStory() {
+  const id = jobs.selected;
+  if (!id || !jobs.supported) return;
+  try {
+    const story = await request("GET", `jobs/${encodeURIComponent(id)}/history`);
+    if (id !== jobs.selected) return;
+    jobs.story = story;
+    jobs.message = "";
+  } catch (error) {
+    if (id !== jobs.selected) return;
+    if (error instanceof ApiError && error.status === 404) {
+      jobs.story = null;
+      jobs.message = `Job ${id} is not known to orc.`;
+    } else {
+      report(`job ${id}`, error);
+    }
+  }
+  draw("job");
+}
+
+// Events about the open job come in bursts (a decision, then its tasks' events): its story
+// is the whole log read again, so it is read at most every 2 s.
+const jobStoryChanged = throttled(refreshJobStory, 2000);
+
+const MAX_STORY_LINES = 200;
+
+function jobLine(line) {
+  const decision = Boolean(line.action);
+  const what = decision ? line.action : line.event;
+  const slot = line.slot !== null && line.slot >= 0 ? ` slot ${line.slot}` : "";
+  const version = line.version !== null ? ` v${line.version}` : "";
+  const moved = line.to && line.from !== line.to;
+  const change = moved ? (line.from ? `${line.from} → ${line.to}` : line.to) : "";
+  return el(
+    "li",
+    {
+      class: decision ? "decision" : undefined,
+      "data-state": moved ? STATE_NUMBERS.get(line.to) : undefined,
+    },
+    el("span", { class: "when", text: `#${line.seq} ${when(line.at)}` }),
+    " ",
+    el("strong", { class: decision ? "action" : undefined, text: what }),
+    line.task ? el("span", { class: "mono", text: ` ${line.task.slice(0, 8)}` }) : null,
+    `${slot}${version}`,
+    change ? ` ${change}` : "",
+    line.node ? ` on ${line.node}` : "",
+    line.reason ? el("span", { class: "reason", text: line.reason }) : null,
+    line.violation ? el("span", { class: "violation", text: `!! ${line.violation}` }) : null,
+  );
+}
+
+function drawJobDetail() {
+  const id = jobs.selected;
+  const job = jobs.list.find((j) => j.ID === id) ?? jobs.story?.job ?? null;
+  $("job-detail").hidden = !id || !jobs.supported;
+  if (!id) return;
+  $("job-detail-title").textContent = `Job ${id}`;
+  if (!job) {
+    $("job-fields").replaceChildren(
+      el("dt", { text: "Job" }),
+      el("dd", { text: jobs.message || "reading…" }),
+    );
+    $("job-history").replaceChildren();
+    return;
+  }
+  const counts = Object.entries(job.Tasks ?? {})
+    .filter(([, n]) => n)
+    .map(([state, n]) => `${state} ${n}`)
+    .join(" · ");
+  const d = job.Deployment;
+  const story = jobs.story;
+  const versions = (story?.versions ?? [])
+    .slice(-5)
+    .map((v) => `v${v.version}: ${v.reason}${v.rolling_update ? " (rolling update)" : ""}`)
+    .join("; ");
+  const runs = (story?.runs ?? []).map((r) => `${r.id} ${r.status}`).join("; ");
+  const rows = [
+    ["Type", job.Type + (job.Parent ? `, a run of ${job.Parent}` : "")],
+    ["Status", job.Status],
+    ["Version", jobVersion(job)],
+    ["Running", jobRunning(job)],
+    ["Tasks", counts || "none"],
+    ["Deployment", d ? `${jobDeployment(job)}${d.Reason ? ` (${d.Reason})` : ""}` : ""],
+    ["Waiting for", job.Waiting],
+    ["Versions", versions],
+    ["Runs", runs],
+  ];
+  $("job-fields").replaceChildren(
+    ...rows
+      .filter(([, value]) => value)
+      .flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]),
+  );
+  if (!story) {
+    const text = jobs.message || "reading the log…";
+    $("job-history").replaceChildren(el("li", { class: "muted", text }));
+    return;
+  }
+  const lines = story.events.slice(-MAX_STORY_LINES).reverse().map(jobLine);
+  $("job-history").replaceChildren(...lines);
+}
+
+function setUpJobs() {
+  $("job-rows").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr[data-id]");
+    if (tr) selectJob(tr.dataset.id);
+  });
+  $("job-tasks-button").addEventListener("click", () => {
+    view.job = jobs.selected;
+    const filter = $("job-filter");
+    if (![...filter.options].some((o) => o.value === view.job)) {
+      filter.append(el("option", { value: view.job, text: view.job }));
+    }
+    filter.value = view.job;
+    draw("tasks");
+    $("tasks").scrollIntoView({ block: "nearest" });
+  });
+}
+
 // -- nodes and health -------------------------------------------------------------------------
 
 const refreshNodes = throttled(async () => {
@@ -702,6 +947,7 @@ async function snapshot() {
   draw("tasks", "health", "detail");
   flush();
   refreshNodes();
+  refreshJobs();
   refreshSnapshot(); // after the table, which matters more
   return stats.LogSeq;
 }
@@ -710,7 +956,9 @@ function onEvents(lines) {
   let events = 0;
   let tasksChanged = false;
   let nodesChanged = false;
+  let jobsChanged = false;
   let selectedChanged = false;
+  let jobChanged = false;
   for (const line of lines) {
     health.logSeq = Math.max(health.logSeq, line.Seq);
     const event = line.Event;
@@ -722,6 +970,8 @@ function onEvents(lines) {
     if (problem) noteError(event.At, problem);
     tasksChanged ||= Boolean(touched.task);
     nodesChanged ||= touched.nodes;
+    jobsChanged ||= Boolean(touched.job);
+    jobChanged ||= Boolean(touched.job) && touched.job === jobs.selected;
     if (touched.task && touched.task === view.selected) {
       selectedChanged = true;
       detail.task = cluster.tasks.get(touched.task) ?? detail.task;
@@ -733,6 +983,8 @@ function onEvents(lines) {
     detailChanged();
   }
   if (nodesChanged) refreshNodes();
+  if (jobsChanged) refreshJobs();
+  if (jobChanged) jobStoryChanged();
   draw("health"); // a heartbeat too: ages and the stream's state move with the clock
   if (events) refreshSnapshot();
 }
@@ -748,6 +1000,7 @@ function onStatus(state, text) {
 async function main() {
   setUpTable();
   setUpDetail();
+  setUpJobs();
   setUpForm();
   draw("health", "nodes");
   let after;
@@ -759,8 +1012,9 @@ async function main() {
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
-  const id = new URLSearchParams(location.hash.slice(1)).get("task");
-  if (id) select(id);
+  const open = new URLSearchParams(location.hash.slice(1));
+  if (open.get("job")) selectJob(open.get("job"));
+  if (open.get("task")) select(open.get("task"));
   new EventFollower({ after, onEvents, onStatus, resync: snapshot }).run();
 }
 

@@ -20,6 +20,10 @@ const FAILED = -1;
 
 export const ENDED = new Set([COMPLETED, FAILED]);
 
+// The events of jobs (orc/core/events.py's JOB_EVENTS): they change a job's record, never a
+// task's, in `apply`.
+export const JOB_EVENTS = new Set(["JobRegistered", "JobScaled", "JobStopped", "JobDecided"]);
+
 // Events that change where a node's capacity goes (GET /nodes counts Scheduled and Running).
 const MOVES_CAPACITY = new Set([
   "TaskScheduled",
@@ -58,19 +62,28 @@ export class Cluster {
   }
 
   // Folds one event in; tells what it touched: {task: id or "", nodes: whether GET /nodes
-  // would now answer differently}.
+  // would now answer differently, job: the ID of the job whose view (GET /jobs) it may change,
+  // or ""}.
   apply(event) {
+    if (JOB_EVENTS.has(event.Type)) {
+      // A job's own events change no task here: what they decide comes as task events (a
+      // JobDecided names a task, but only says why). The page reads the jobs' views again.
+      return { task: "", nodes: false, job: event.JobID ?? event.Job?.ID ?? "" };
+    }
     const id = event.TaskID ?? event.Task?.ID ?? "";
     const touched = {
       task: id,
       nodes: event.Type.startsWith("Node") || MOVES_CAPACITY.has(event.Type),
+      job: "",
     };
     if (event.Type === "TaskSubmitted") {
       this.tasks.set(id, { ...event.Task, StateName: STATE_NAMES.get(event.Task.State) });
+      touched.job = event.Task.JobID ?? "";
       return touched;
     }
     const task = this.tasks.get(id);
     if (!task) return touched; // a node event, or a task this page never saw (already purged)
+    touched.job = task.JobID ?? "";
     const change = this.#change(event, task);
     if (change === null) this.tasks.delete(id);
     else if (change) {
