@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -10,6 +11,11 @@ from typing import TypeVar
 import msgspec
 
 from orc.core.placement import POLICIES, attrs_problem
+
+# A cluster's name in etcd's keys (`/orc/<cluster>/...`): orc.ha.keys checks the same pattern
+# (not imported here: the client commands load this module and need none of etcd's client).
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_MANAGER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 DEFAULTS: dict[str, str] = {
     "ORC_MANAGER_HOST": "localhost",
@@ -47,6 +53,10 @@ DEFAULTS: dict[str, str] = {
     "ORC_MAX_PENDING": "10000",
     "ORC_MAX_STREAMS": "64",
     "ORC_ORDERS_MAX_BODY": "67108864",
+    "ORC_MANAGER_NAME": "",
+    "ORC_ETCD_ENDPOINTS": "",
+    "ORC_CLUSTER": "orc",
+    "ORC_LEASE_TTL": "5",
 }
 
 SCHEDULERS = POLICIES  # the placement policies ORC_SCHEDULER may name
@@ -106,6 +116,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_streams: int = 64
     # a worker's POST /orders body at most (a reconcile names every task placed on the node)
     orders_max_body: int = 64 << 20
+    # highly available managers (docs/ha.md): this manager's name ("" = host:port), the etcd
+    # endpoints that hold the log and the election (() = the file log, one manager), the
+    # cluster's name in etcd's keys, and the leader's lease in whole seconds
+    manager_name: str = ""
+    etcd_endpoints: tuple[str, ...] = ()
+    cluster: str = "orc"
+    lease_ttl: int = 5
 
 
 class ConfigError(ValueError):
@@ -192,6 +209,10 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         orders_max_body=_at_least(
             "ORC_ORDERS_MAX_BODY", int(number("ORC_ORDERS_MAX_BODY", int)), 1024
         ),
+        manager_name=manager_name(merged["ORC_MANAGER_NAME"], "setting ORC_MANAGER_NAME"),
+        etcd_endpoints=etcd_endpoints(merged["ORC_ETCD_ENDPOINTS"], "setting ORC_ETCD_ENDPOINTS"),
+        cluster=_cluster(merged["ORC_CLUSTER"]),
+        lease_ttl=int(_at_least("ORC_LEASE_TTL", int(number("ORC_LEASE_TTL", int)), 1)),
     )
 
 
@@ -246,3 +267,42 @@ def _more_than_0(key: str, value: float) -> float:
     if value <= 0:
         raise ConfigError(f"setting {key}={value:g} must be more than 0")
     return value
+
+
+def etcd_endpoints(raw: str, source: str) -> tuple[str, ...]:
+    """`URL,URL,...` (or `host:port`, taken as http://) as etcd base URLs; () for none. Each
+    must name a host and a port; ConfigError naming `source` (the setting or the flag)."""
+    urls = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        url = item.rstrip("/") if "://" in item else f"http://{item.rstrip('/')}"
+        scheme, _, rest = url.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme not in ("http", "https") or not host or "/" in rest or not port.isdigit():
+            raise ConfigError(
+                f"{source}: {item!r} is not an etcd client URL like http://127.0.0.1:2379"
+            )
+        urls.append(url)
+    return tuple(urls)
+
+
+def manager_name(raw: str, source: str) -> str:
+    """A manager's name, as the other managers and `GET /cluster` show it ("" = host:port)."""
+    name = raw.strip()
+    if name and not _MANAGER_NAME.match(name):
+        raise ConfigError(
+            f"{source}={name!r}: 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a"
+            " letter or digit"
+        )
+    return name
+
+
+def _cluster(raw: str) -> str:
+    name = raw.strip()
+    if not CLUSTER_NAME.match(name):
+        raise ConfigError(
+            f"setting ORC_CLUSTER={name!r}: 1 to 63 letters, digits, '.', '_' or '-', starting"
+            " with a letter or digit"
+        )
+    return name

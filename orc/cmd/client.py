@@ -6,6 +6,10 @@ Where an ID is taken, a unique prefix of one will do.
 
 Exit statuses: 0 success; 1 the task failed or the server said no; 2 a usage error; 3 orc
 could not be reached. Each failure is one line on stderr saying what to do.
+
+ORC_ADDR / --addr may list several managers (highly available managers, docs/ha.md): each
+request goes to the one that answered last, else to the next that answers; a standby's 307 is
+followed to the leader with the same method, body and token.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ out = Console(highlight=False, soft_wrap=True)
 Addr = Annotated[
     str,
     typer.Option(
-        "--addr", envvar="ORC_ADDR", help="the manager's address", show_default=DEFAULT_ADDR
+        "--addr",
+        envvar="ORC_ADDR",
+        help="the manager's address; several, comma-separated, for highly available managers",
+        show_default=DEFAULT_ADDR,
     ),
 ]
 Token = Annotated[
@@ -58,28 +65,98 @@ def fail(status: int, message: str) -> NoReturn:
     raise typer.Exit(status)
 
 
+REDIRECTS = 3  # a standby names the leader: one hop; a few more for a leader that just moved
+# Methods a request may be sent again with, to another manager, after one that may have
+# received it went silent: doing them twice does what doing them once does.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
 class Api:
-    """The manager's API over httpx; every failure becomes `fail` with the right status."""
+    """The manager's API over httpx; every failure becomes `fail` with the right status.
+
+    `addr` is one address or several, comma-separated. A request goes to the address that
+    answered last (first: the first given); when it cannot be reached or has no leader (503),
+    to the next, and so on. A 307 (a standby naming the leader) is followed, by hand: httpx
+    drops the token on the way to another address. The leader that answered is asked first
+    next, so a command reads what it wrote."""
 
     def __init__(self, addr: str, token: str) -> None:
-        self.addr = (addr or DEFAULT_ADDR).rstrip("/")
-        if not self.addr.startswith(("http://", "https://")):
-            fail(USAGE, f"--addr must be a URL like {DEFAULT_ADDR}, got {addr!r}")
+        given = addr or DEFAULT_ADDR
+        self.addrs = [a.strip().rstrip("/") for a in given.split(",") if a.strip()] or [""]
+        for one in self.addrs:
+            if not one.startswith(("http://", "https://")) or not _parses(one):
+                shown = addr if len(self.addrs) == 1 else one
+                fail(USAGE, f"--addr must be a URL like {DEFAULT_ADDR}, got {shown!r}")
+        self.addr = self.addrs[0]  # the manager that answered last
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.addr, headers=headers, timeout=30)
+        several = len(self.addrs) > 1
+        timeout = httpx.Timeout(30, connect=5) if several else httpx.Timeout(30)
+        self.http = httpx.Client(headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kw: Any) -> Any:
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            fail(
-                UNREACHABLE,
-                f"cannot reach orc at {self.addr} ({type(exc).__name__}); is it running?"
-                " Start it with `orc` (or `make run`), or point ORC_ADDR / --addr at it",
-            )
+        r = self.send(method, path, **kw)
         if r.status_code in ok:
             return r.json() if r.content else None
         self.refused(r)
+
+    def send(self, method: str, path: str, stream: bool = False, **kw: Any) -> httpx.Response:
+        """The answer to `method path` from the first manager that answers (see the class);
+        exit status 3 when none does. A streamed answer is the caller's to close."""
+        unreachable: list[str] = []
+        busy: httpx.Response | None = None  # a 503, kept in case no other manager answers
+        order = [self.addr, *(a for a in self.addrs if a != self.addr)]
+        for i, addr in enumerate(order):
+            try:
+                r = self._follow(method, addr, path, stream, kw)
+            except _Unreachable as gone:
+                unreachable.append(f"{gone.where} ({type(gone.exc).__name__})")
+                delivered = not isinstance(gone.exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if len(order) > 1 and delivered and method.upper() not in IDEMPOTENT:
+                    fail(
+                        UNREACHABLE,
+                        f"lost orc at {gone.where} during {method} {path}"
+                        f" ({type(gone.exc).__name__}); it may have been done: look before"
+                        " trying again",
+                    )
+                continue
+            if r.status_code == 503 and i < len(order) - 1:
+                r.read()
+                r.close()
+                busy = r  # no leader there (or too busy): the next may have one
+                continue
+            self.addr = _base(r.url, path)
+            return r
+        if busy is not None:
+            return busy
+        fail(
+            UNREACHABLE,
+            f"cannot reach orc at {', '.join(unreachable)}; is it running?"
+            " Start it with `orc` (or `make run`), or point ORC_ADDR / --addr at it",
+        )
+
+    def _follow(
+        self, method: str, addr: str, path: str, stream: bool, kw: dict[str, Any]
+    ) -> httpx.Response:
+        """`method path` at `addr`, and again at each 307's Location (at most REDIRECTS)."""
+        url, where = addr + path, addr
+        for _ in range(REDIRECTS):
+            try:
+                r = self.http.send(self.http.build_request(method, url, **kw), stream=stream)
+            except httpx.TransportError as exc:
+                raise _Unreachable(where, exc) from None
+            location = r.headers.get("location")
+            if r.status_code not in (307, 308) or not location:
+                return r
+            r.read()
+            r.close()
+            try:
+                target = r.url.join(location)
+            except httpx.InvalidURL:
+                return r  # said as the 307 it is
+            if target.query:  # the Location carries the query already
+                kw = {k: v for k, v in kw.items() if k != "params"}
+            url, where = str(target), _base(target, path)
+        return r
 
     def refused(self, r: httpx.Response) -> NoReturn:
         try:
@@ -92,16 +169,18 @@ class Api:
 
     def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """The NDJSON lines of a streaming GET."""
+        r = self.send("GET", path, stream=True, params=params, timeout=None)
         try:
-            with self.http.stream("GET", path, params=params, timeout=None) as r:
-                if r.status_code != 200:
-                    r.read()
-                    self.refused(r)
-                for line in r.iter_lines():
-                    if line.strip():
-                        yield jsonlib.loads(line)
+            if r.status_code != 200:
+                r.read()
+                self.refused(r)
+            for line in r.iter_lines():
+                if line.strip():
+                    yield jsonlib.loads(line)
         except httpx.TransportError as exc:
             fail(UNREACHABLE, f"lost orc at {self.addr} ({type(exc).__name__})")
+        finally:
+            r.close()
 
     def task_id(self, given: str) -> str:
         """The full ID for `given`, which may be a unique prefix of one."""
@@ -245,18 +324,35 @@ def ps(
 
 
 def status(
-    task_id: Annotated[str, typer.Argument(metavar="ID", help="a task ID or a unique prefix")],
+    task_id: Annotated[
+        str | None, typer.Argument(metavar="ID", help="a task ID or a unique prefix")
+    ] = None,
     addr: Addr = DEFAULT_ADDR,
     token: Token = "",
     json: Json = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster", help="the managers instead: who leads, each one's log position, etcd"
+        ),
+    ] = False,
 ) -> None:
-    """Everything about one task: its spec, where it runs, why it waits or failed.
+    """Everything about one task: its spec, where it runs, why it waits or failed. With
+    --cluster, the managers: the leader, the standbys, the etcd members.
 
     \b
-    Example:
+    Examples:
       orc status 2665
+      orc status --cluster
     """
     api = Api(addr, token)
+    if cluster:
+        if task_id is not None:
+            fail(USAGE, "orc status takes a task ID or --cluster, not both")
+        _cluster_status(api.request("GET", "/cluster"), json)
+        return
+    if task_id is None:
+        fail(USAGE, "orc status needs a task ID (or --cluster); see `orc status --help`")
     task = api.request("GET", f"/tasks/{api.task_id(task_id)}")
     if json:
         out.print(jsonlib.dumps(task), markup=False)
@@ -275,6 +371,42 @@ def status(
         out.print(f"waiting: {reason}", markup=False)
     elif reason:
         out.print(f"error: {reason}", markup=False)
+
+
+def _cluster_status(view: dict[str, Any], as_json: bool) -> None:
+    """`GET /cluster` as tables: the managers (the leader first), then etcd's members."""
+    if as_json:
+        out.print(jsonlib.dumps(view), markup=False)
+        return
+    leader = view.get("Leader") or {}
+    etcd = view.get("Etcd")
+    said = f"leader {leader['Name']} since {_when(leader['Since'])}" if leader else "no leader"
+    out.print(f"cluster {view['Cluster']}: {said}", markup=False)
+    managers = sorted(view["Managers"], key=lambda m: (m["Role"] != "leader", m["Name"]))
+    rows = [
+        [
+            m["Name"],
+            m["Role"],
+            m["Address"],
+            str(m["LogSeq"]),
+            _age(m["Heartbeat"]) if m.get("Heartbeat") else "-",
+        ]
+        for m in managers
+    ]
+    _columns(["MANAGER", "ROLE", "ADDRESS", "LOG SEQ", "HEARD"], rows)
+    if etcd is None:
+        out.print("one manager with its file log (no etcd)", markup=False)
+        return
+    out.print(
+        f"etcd {', '.join(etcd['Endpoints'])}: log seq {etcd['LogFirstSeq']} to"
+        f" {etcd['LogLastSeq']}",
+        markup=False,
+    )
+    members = [
+        [m["Name"], "leader" if m["IsLeader"] else "follower", ",".join(m["ClientURLs"])]
+        for m in etcd["Members"]
+    ]
+    _columns(["ETCD MEMBER", "ROLE", "CLIENT URLS"], members)
 
 
 def stop(
@@ -435,6 +567,30 @@ def events(
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+class _Unreachable(Exception):
+    """No answer from the manager at `where`."""
+
+    def __init__(self, where: str, exc: httpx.TransportError) -> None:
+        super().__init__(where)
+        self.where, self.exc = where, exc
+
+
+def _parses(url: str) -> bool:
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return True
+
+
+def _base(url: httpx.URL, path: str) -> str:
+    """The address of the manager that answered `url`, a request for `path` there."""
+    full = str(url.copy_with(query=None))
+    if path and full.endswith(path):
+        return full[: -len(path)]
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"
 
 
 def _task_from_file(path: Path) -> dict[str, Any]:

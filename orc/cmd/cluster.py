@@ -39,6 +39,7 @@ from orc.drivers.docker import DockerDriver
 from orc.http.app import require_token
 from orc.http.worker import worker_app
 from orc.nodes.local import LocalWorkerProxy
+from orc.shell.log import ManagerLog
 from orc.shell.worker import Worker
 
 log = logging.getLogger("orc")
@@ -61,7 +62,7 @@ class Cluster:
     workers: list[WorkerNode] = field(default_factory=list)
 
     @property
-    def log(self) -> EventLog:
+    def log(self) -> ManagerLog:
         return self.actors.log
 
     @property

@@ -52,6 +52,25 @@ def everything(ctx: typer.Context, data_dir: DataDir = None) -> None:
         raise typer.Exit(_serve("cluster", _settings(data_dir)))
 
 
+def _check_etcd(value: str | None) -> str | None:
+    """--etcd checked as it is parsed, so a bad URL is a usage error naming it."""
+    if value is not None:
+        try:
+            config.etcd_endpoints(value, "--etcd")
+        except config.ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--etcd: ")) from None
+    return value
+
+
+def _check_manager_name(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            return config.manager_name(value, "--name") or None
+        except config.ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--name=")) from None
+    return value
+
+
 @app.command()
 def manager(
     ctx: typer.Context,
@@ -59,18 +78,43 @@ def manager(
         str | None, typer.Option(help="address to listen on (ORC_MANAGER_HOST)")
     ] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (ORC_MANAGER_PORT)")] = None,
+    etcd: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL[,URL...]",
+            help="keep the event log in etcd and run as one of several highly available"
+            " managers (ORC_ETCD_ENDPOINTS; default: the file log, one manager)",
+            callback=_check_etcd,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="this manager's name among the managers (ORC_MANAGER_NAME; default host:port)",
+            callback=_check_manager_name,
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run the manager alone; workers run as `orc worker` processes.
 
     It takes tasks over HTTP and places them on workers that register with it
-    (`orc worker --manager URL`) or are listed in ORC_WORKERS.
+    (`orc worker --manager URL`) or are listed in ORC_WORKERS. With --etcd, several managers
+    share one log in etcd: one leads, the others stand by and take over when it dies
+    (docs/ha.md).
 
     \b
-    Example:
+    Examples:
       orc manager --port 8000 --data-dir ./data
+      orc manager --etcd http://127.0.0.1:2379 --name m1
     """
-    settings = _settings(data_dir or ctx.obj["data_dir"], manager_host=host, manager_port=port)
+    settings = _settings(
+        data_dir or ctx.obj["data_dir"],
+        manager_host=host,
+        manager_port=port,
+        etcd_endpoints=config.etcd_endpoints(etcd, "--etcd") if etcd is not None else None,
+        manager_name=name,
+    )
     raise typer.Exit(_serve("manager", settings))
 
 
@@ -93,9 +137,10 @@ def worker(
     manager: Annotated[
         str,
         typer.Option(
-            metavar="URL",
-            help="the manager to register with, e.g. http://127.0.0.1:8000 (omit when the"
-            " manager lists this worker in ORC_WORKERS)",
+            metavar="URL[,URL...]",
+            help="the manager to register with, e.g. http://127.0.0.1:8000; with highly"
+            " available managers, all of them, comma-separated: it registers with the leader"
+            " (omit when the manager lists this worker in ORC_WORKERS)",
         ),
     ] = "",
     host: Annotated[str | None, typer.Option(help="listen address (ORC_WORKER_HOST)")] = None,
@@ -117,10 +162,12 @@ def worker(
     """Run one worker node; it registers (and heartbeats) with the manager at --manager.
 
     It runs the tasks the manager places on it and keeps its updates in its own log.
+    Given several managers, it registers with the one that leads, and follows the lead.
 
     \b
-    Example:
+    Examples:
       orc worker --manager http://127.0.0.1:8000 --port 8888 --attr rack=a
+      orc worker --manager http://m1:8000,http://m2:8000,http://m3:8000
     """
     settings = _settings(
         data_dir or ctx.obj["data_dir"], worker_host=host, worker_port=port, worker_name=name
@@ -160,10 +207,21 @@ def replay(
         bool, typer.Option("--check", help="check every transition was legal (exit 1 if not)")
     ] = False,
     json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+    etcd: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL[,URL...]",
+            help="read the log of highly available managers from etcd instead of a directory",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="with --etcd: the cluster's name (ORC_CLUSTER)"),
+    ] = None,
 ) -> None:
     """Tell the story of an event log: its timeline, one task's history, one job's story, the
     state at a point, or a check that every transition was legal. Read-only: the log may be in
-    use.
+    use; with --etcd, the log highly available managers keep in etcd.
 
     Exit status: 0 ok, 1 --check found broken rules, 2 bad input.
 
@@ -172,12 +230,20 @@ def replay(
       orc replay ./data --task 2665
       orc replay ./data --job web
       orc replay ./data --check
+      orc replay --etcd http://127.0.0.1:2379 --task 2665
     """
     from orc.cmd import replay as replay_cli  # the reader is loaded only for this command
 
     given = data_dir or (str(ctx.obj["data_dir"]) if ctx.obj["data_dir"] else None)
     args = replay_cli.ReplayArgs(
-        data_dir_replay=given, task=task, job=job, at=at, check=check, json=json
+        data_dir_replay=given,
+        etcd=etcd,
+        cluster=cluster,
+        task=task,
+        job=job,
+        at=at,
+        check=check,
+        json=json,
     )
     raise typer.Exit(replay_cli.run(args))
 

@@ -5,6 +5,9 @@ Each worker is reached through an `HttpWorkerProxy`, made when the worker first 
 (`POST /nodes`), when the log already knows it (at start), or when it is found at an address
 of the static list ORC_WORKERS. A NodeMonitor keeps last-seen times and marks a node silent for
 ORC_NODE_TTL down.
+
+With etcd endpoints (`--etcd`, ORC_ETCD_ENDPOINTS) the manager is one of several highly
+available ones, in orc/cmd/ha.py, built from the same parts.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -20,7 +24,6 @@ import trio
 from quart_trio import QuartTrio
 
 from actors import ActorRef, Supervisor
-from eventlog import EventLog
 from orc.clock import now
 from orc.cmd.lifecycle import (
     MAILBOX,
@@ -31,6 +34,7 @@ from orc.cmd.lifecycle import (
     run_process,
     supervisor,
 )
+from orc.cmd.worker import advertised
 from orc.config import Settings
 from orc.core import decide
 from orc.core.events import AnyEvent
@@ -38,17 +42,22 @@ from orc.core.messages import Hold, Ping, Reply
 from orc.core.model import NodeInfo
 from orc.core.restarts import RestartSettings
 from orc.core.validation import Invalid
+from orc.ha.election import Leader
+from orc.ha.registry import LEADER, ClusterView, ManagerEntry
 from orc.http.app import open_paths, require_token
-from orc.http.events import add_event_stream
-from orc.http.history import add_history_route
+from orc.http.cluster import ClusterSource, add_cluster_route
+from orc.http.events import StreamedLog, add_event_stream
+from orc.http.history import ReadLog, add_history_route
 from orc.http.manager import manager_app
 from orc.http.metrics import add_manager_metrics
 from orc.http.nodes import add_manager_node_routes, decode_registration
 from orc.nodes.remote import HttpWorkerProxy, auth_headers
+from orc.replay.read import read
 from orc.shell.follower import numbered
 from orc.shell.health import HealthChecker
 from orc.shell.jobtimer import JobTimer
-from orc.shell.manager import Manager, Upkeep
+from orc.shell.log import ManagerLog
+from orc.shell.manager import Handoff, Manager, Upkeep
 from orc.shell.meter import ManagerMeter
 from orc.shell.monitor import NodeMonitor, Register
 from orc.shell.reaper import Reaper
@@ -67,7 +76,7 @@ class ManagerActors:
     """The refs of a manager's actors. `proxies` maps each worker node to its proxy; it fills
     as nodes are added (in one process, at build; otherwise as they register)."""
 
-    log: EventLog
+    log: ManagerLog
     manager: ActorRef
     scheduler: ActorRef
     restarter: ActorRef
@@ -87,14 +96,24 @@ def restart_settings(settings: Settings) -> RestartSettings:
     )
 
 
-def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> ManagerActors:
+def build_manager(
+    settings: Settings,
+    sup: Supervisor,
+    event_log: ManagerLog,
+    meter: ManagerMeter | None = None,
+    handoff: Handoff | None = None,
+) -> ManagerActors:
     """The manager and the actors that follow its log (scheduler, restarter, health checker,
-    reaper), under `sup`."""
+    reaper), under `sup`. A manager that takes over from a standby is given its `meter` (one
+    for the process: its counts outlive each term) and its state (`handoff`)."""
     refs: dict[str, ActorRef] = {}
     proxies: dict[str, ActorRef] = {}
     upkeep = Upkeep(settings.digest_every, settings.snapshot_every, settings.retain_events)
     restarts = restart_settings(settings)
-    meter = ManagerMeter(event_log)  # before anything is appended: it counts the appends
+    if meter is None:
+        meter = ManagerMeter(event_log)  # before anything is appended: it counts the appends
+    else:
+        meter.watch(event_log)
     manager = sup.add(
         "manager",
         lambda: Manager(
@@ -108,6 +127,7 @@ def build_manager(settings: Settings, sup: Supervisor, event_log: EventLog) -> M
             limits=decide.Limits(settings.max_tasks, settings.max_pending),
             meter=meter,
             jobtimer=refs["jobtimer"],
+            handoff=handoff,
         ),
         mailbox_size=MAILBOX,
     )
@@ -156,15 +176,59 @@ def manager_http_app(
     workers: Mapping[str, ActorRef],
     monitor: ActorRef | None,
 ) -> QuartTrio:
-    """The manager's whole HTTP API, in one process or on its own."""
-    app = manager_app(actors.manager, settings.max_body, workers)
-    add_event_stream(app, actors.log, max_streams=settings.max_streams)
-    add_manager_node_routes(app, actors.manager, monitor)
-    add_history_route(app, actors.manager, Path(actors.log.directory))
-    add_manager_metrics(app, actors.meter)
-    open_paths(app, add_dashboard(app))  # the page's files; its API calls carry the token
+    """The manager's whole HTTP API, in one process or on its own, with its file log."""
+    log = actors.log
+    app = manager_api(
+        actors.manager,
+        log,
+        actors.meter,
+        settings,
+        workers,
+        monitor,
+        partial(read, Path(getattr(log, "directory", "."))),
+        partial(single_cluster, settings, log, now()),
+    )
     require_token(app, settings.token)
     return app
+
+
+def manager_api(
+    manager: ActorRef,
+    log: StreamedLog,
+    meter: ManagerMeter,
+    settings: Settings,
+    workers: Mapping[str, ActorRef],
+    monitor: ActorRef | None,
+    read_log: ReadLog,
+    cluster: ClusterSource,
+) -> QuartTrio:
+    """The manager's routes, on whichever log (`read_log` reads it whole, for histories), and
+    `GET /cluster` from `cluster`. The caller sets the token (`require_token`), last."""
+    app = manager_app(manager, settings.max_body, workers)
+    add_event_stream(app, log, max_streams=settings.max_streams)
+    add_manager_node_routes(app, manager, monitor)
+    add_history_route(app, manager, read_log)
+    add_manager_metrics(app, meter)
+    add_cluster_route(app, cluster)
+    open_paths(app, add_dashboard(app))  # the page's files; its API calls carry the token
+    return app
+
+
+def manager_name(settings: Settings) -> str:
+    """This manager's name among managers: ORC_MANAGER_NAME, or host:port."""
+    return settings.manager_name or advertised(settings.manager_host, settings.manager_port)
+
+
+def manager_url(settings: Settings) -> str:
+    """Where other managers, workers and clients reach this manager's API."""
+    return "http://" + advertised(settings.manager_host, settings.manager_port)
+
+
+async def single_cluster(settings: Settings, log: ManagerLog, since: str) -> ClusterView:
+    """`GET /cluster` of a single manager with its file log: itself, the leader, no etcd."""
+    me = Leader(manager_name(settings), manager_url(settings), since)
+    entry = ManagerEntry(me.name, me.address, LEADER, log.last_seq, now())
+    return ClusterView(settings.cluster, me, [entry], None)
 
 
 async def drain_manager(
@@ -190,17 +254,17 @@ async def drain_manager(
 # -- `orc manager` ----------------------------------------------------------------------------
 
 
-async def run_manager(
+def build_node_manager(
     settings: Settings,
-    announce: Callable[[str], None] = print,
-    stop: trio.Event | None = None,
-) -> None:
-    """Run until SIGINT or SIGTERM (or `stop`), then shut down in order. Tasks keep running on
-    their workers, which keep their updates until a manager follows them again."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
-    sup = supervisor("orc-manager")
-    actors = build_manager(settings, sup, event_log)
+    sup: Supervisor,
+    event_log: ManagerLog,
+    meter: ManagerMeter | None = None,
+    handoff: Handoff | None = None,
+) -> tuple[ManagerActors, ActorRef]:
+    """`build_manager` with what a manager of separate worker processes adds: a NodeMonitor,
+    and an `HttpWorkerProxy` for each worker as it registers (or as the log knows it, at
+    start). Returns the actors and the monitor."""
+    actors = build_manager(settings, sup, event_log, meter, handoff)
     monitor_ref: list[ActorRef] = []
 
     def make_proxy(info: NodeInfo) -> ActorRef:
@@ -226,6 +290,25 @@ async def run_manager(
         mailbox_size=MAILBOX,
     )
     monitor_ref.append(monitor)
+    return actors, monitor
+
+
+async def run_manager(
+    settings: Settings,
+    announce: Callable[[str], None] = print,
+    stop: trio.Event | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM (or `stop`), then shut down in order. Tasks keep running on
+    their workers, which keep their updates until a manager follows them again."""
+    if settings.etcd_endpoints:
+        from orc.cmd.ha import run_ha_manager
+
+        await run_ha_manager(settings, announce, stop)
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
+    sup = supervisor("orc-manager")
+    actors, monitor = build_node_manager(settings, sup, event_log)
     host, port = settings.manager_host, settings.manager_port
 
     async def start(nursery: trio.Nursery, serve: Serve) -> None:

@@ -1,4 +1,5 @@
 """`orc replay`: read a log without touching it, and print what `orc.replay.story` makes of it.
+The log is a directory, or the log of highly available managers in etcd (`--etcd`).
 
 The I/O shell around the pure `orc.replay.story`: locating and reading the log, exit statuses, and
 turning every bad input into one line on stderr (status 2), never a traceback.
@@ -17,7 +18,7 @@ import msgspec
 from orc import config
 from orc.replay import render as replay_render
 from orc.replay import story as replay
-from orc.replay.read import BadInput, Log, read
+from orc.replay.read import BadInput, Log, read, read_etcd
 
 BAD_INPUT = 2
 
@@ -27,6 +28,8 @@ class ReplayArgs:
     """What `orc replay` was asked (its options, parsed by orc/cmd/main.py)."""
 
     data_dir_replay: str | None = None
+    etcd: str | None = None  # read the log in etcd (URL,URL...) instead of a directory
+    cluster: str | None = None  # the cluster's name in etcd (default: ORC_CLUSTER)
     task: str | None = None
     job: str | None = None
     at: str | None = None
@@ -36,8 +39,7 @@ class ReplayArgs:
 
 def run(args: ReplayArgs) -> int:
     try:
-        log_dir = find_log(_data_dir(args))
-        log = read(log_dir, show_progress=True)
+        log = _read(args)
         status, text = _answer(args, log)
     except BadInput as exc:
         print(f"orc replay: {exc}", file=sys.stderr)
@@ -61,6 +63,26 @@ def run(args: ReplayArgs) -> int:
     except BrokenPipeError:  # `orc replay | head`
         sys.stdout = None  # nothing left to flush at exit
     return status
+
+
+def _read(args: ReplayArgs) -> Log:
+    """The log the arguments name: etcd's (`--etcd`), or a directory's."""
+    if args.etcd is None:
+        if args.cluster is not None:
+            raise BadInput("--cluster names a cluster in etcd: give --etcd too")
+        return read(find_log(_data_dir(args)), show_progress=True)
+    if args.data_dir_replay:
+        raise BadInput("give a data dir or --etcd, not both")
+    try:
+        endpoints = config.etcd_endpoints(args.etcd, "--etcd")
+        cluster = args.cluster or config.load().cluster
+    except config.ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    if not endpoints:
+        raise BadInput("--etcd: give etcd's client URLs, e.g. http://127.0.0.1:2379")
+    if not config.CLUSTER_NAME.match(cluster):
+        raise BadInput(f"--cluster {cluster!r}: 1 to 63 letters, digits, '.', '_' or '-'")
+    return read_etcd(endpoints, cluster, show_progress=True)
 
 
 def _data_dir(args: ReplayArgs) -> Path:

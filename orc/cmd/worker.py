@@ -5,7 +5,9 @@ uses too.
 The Worker actor reports to a Journal (orc/shell/journal.py), which makes each update durable in
 the worker's own log before the manager can see it on `GET /events`. With `--manager URL` the
 worker registers there at start and every ORC_NODE_TTL/3 (its heartbeat); without it, it waits
-for a manager that lists it in ORC_WORKERS.
+for a manager that lists it in ORC_WORKERS. With several managers (`--manager URL1,URL2,...`,
+highly available managers on etcd), it registers with the leader: the manager that last
+accepted, else the leader a standby names (307), else the next URL (docs/ha.md).
 """
 
 from __future__ import annotations
@@ -211,8 +213,8 @@ async def run_worker(
         if info.attrs:
             announce(f"Orc worker {name} attributes: {say_attrs(info)}")
         announce(f"Starting Orc worker {name} at {host}:{port}")
-        if manager_url:
-            nursery.start_soon(_register, settings, manager_url.rstrip("/"), current)
+        if urls := manager_urls(manager_url):
+            nursery.start_soon(_register, settings, urls, current)
         nursery.start_soon(
             watch_engine, docker, lambda: current[0], advertise, settings.docker_ping
         )
@@ -228,23 +230,105 @@ async def run_worker(
     await run_process(process, stop)
 
 
-async def _register(settings: Settings, url: str, current: list[NodeInfo]) -> None:
-    """POST the NodeInfo to the manager now and every TTL/3: registration and heartbeat."""
+def manager_urls(given: str) -> tuple[str, ...]:
+    """`--manager URL[,URL...]` as a tuple of URLs, each without its trailing slash."""
+    return tuple(u.strip().rstrip("/") for u in given.split(",") if u.strip())
+
+
+REDIRECTS = 3  # a standby names the leader: one hop; a few more for a leader that just moved
+FIRST_BACKOFF = 0.05  # seconds before trying the managers again when none accepted
+
+
+class Managers:
+    """Where a worker's registrations go: to the manager that last accepted one; when it cannot
+    be reached, has no leader (503) or names the leader (307), to the leader it names (the
+    same POST, body and all, as a 307 asks), else to the next URL of the list: once round the
+    list in each round."""
+
+    def __init__(self, urls: tuple[str, ...]) -> None:
+        self.urls = urls
+        self.current = urls[0]  # the manager that last accepted (a leader may be off the list)
+
+    def order(self) -> list[str]:
+        """The current manager first, then the list from the one after it, round to it."""
+        if self.current not in self.urls:
+            return [self.current, *self.urls]
+        i = self.urls.index(self.current)
+        return [*self.urls[i:], *self.urls[:i]]
+
+    async def post(self, client: httpx.AsyncClient, path: str, body: bytes) -> tuple[str, str]:
+        """POST `body` to `path` until a manager accepts it: (that manager's URL, or "" when
+        none did; what the managers tried before said). A manager that refuses it (any other
+        status) ends the round: the leader said no, and another would send it back there."""
+        problems: list[str] = []
+        for base in self.order():
+            url = base + path
+            for _ in range(REDIRECTS + 1):
+                there = url.partition("?")[0].removesuffix(path)  # the manager asked now
+                where = base if there == base else f"{base} (307 to {there})"
+                try:
+                    r = await client.post(url, content=body)
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    problems.append(f"{where}: {_error(exc)}")
+                    break
+                if r.status_code == 200:
+                    self.current = there
+                    return there, "; ".join(problems)
+                location = r.headers.get("location")
+                if r.status_code in (307, 308) and location:
+                    # By hand: httpx would drop the token on the way to another address.
+                    try:
+                        url = str(r.url.join(location))
+                        continue
+                    except httpx.InvalidURL:
+                        pass
+                problems.append(f"{where}: {r.status_code} {_message(r)}")
+                if r.status_code != 503:
+                    return "", "; ".join(problems)
+                break
+            else:
+                problems.append(f"{base}: more than {REDIRECTS} redirects")
+        return "", "; ".join(problems)
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return r.text.strip() or r.reason_phrase
+
+
+async def _register(settings: Settings, urls: tuple[str, ...], current: list[NodeInfo]) -> None:
+    """POST the NodeInfo now and every TTL/3 (registration and heartbeat) to the manager that
+    last accepted it, or to the one that does (`Managers`). Never gives up: when none accepts,
+    it tries again after a backoff that grows to TTL/3. It logs each change: a problem, and
+    the manager (the leader) it registered with."""
     every = settings.node_ttl / 3
-    last_problem = ""
-    async with httpx.AsyncClient(headers=auth_headers(settings.token), timeout=every) as client:
+    managers = Managers(urls)
+    registered_with = last_problem = ""
+    backoff = FIRST_BACKOFF
+    timeout = httpx.Timeout(every, connect=min(every, 1.0))
+    async with httpx.AsyncClient(headers=auth_headers(settings.token), timeout=timeout) as client:
         while True:
-            problem = ""
-            try:
-                r = await client.post(f"{url}/nodes", content=msgspec.json.encode(current[0]))
-                if r.status_code != 200:
-                    problem = f"{r.status_code} {r.text.strip()}"
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+            accepted, problem = await managers.post(
+                client, "/nodes", msgspec.json.encode(current[0])
+            )
+            if accepted:
+                if accepted != registered_with:
+                    after = f" (after {problem})" if problem else ""
+                    log.warning(
+                        "registered with manager %s as %s%s", accepted, current[0].name, after
+                    )
+                registered_with, last_problem, backoff = accepted, "", FIRST_BACKOFF
+                await trio.sleep(every)
+                continue
             if problem != last_problem:
-                if problem:
-                    log.warning("registering with %s: %s; retrying", url, problem)
-                else:
-                    log.warning("registered with %s as %s", url, current[0].name)
+                log.warning("registering with %s; retrying", problem)
                 last_problem = problem
-            await trio.sleep(every)
+            registered_with = ""
+            await trio.sleep(backoff)
+            backoff = min(2 * backoff, every)

@@ -50,8 +50,10 @@ class Deployment(msgspec.Struct, frozen=True, gc=False):
     state: str
     started_at: str
     reason: str = ""
-    healthy: tuple[str, ...] = ()
-    unhealthy: tuple[str, ...] = ()
+    # task IDs in the order judged (dicts: ordered, and a verdict is added in place; see
+    # `orc.core.state`)
+    healthy: dict[str, None] = msgspec.field(default_factory=dict)
+    unhealthy: dict[str, None] = msgspec.field(default_factory=dict)
 
 
 class JobVersion(msgspec.Struct, frozen=True, gc=False):

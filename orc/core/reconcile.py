@@ -599,7 +599,7 @@ class _Job:
             t, why = bad[0]
             cause = f"task {t.id} (slot {t.slot}) {why}"
         else:
-            cause = f"task {d.unhealthy[0]} is unhealthy"
+            cause = f"task {next(iter(d.unhealthy), '?')} is unhealthy"
         self.decide("deployment-failed", f"version {d.version}: {cause}"[:1024], version=d.version)
         self.revert(d, cause)
         return False

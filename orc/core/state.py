@@ -401,10 +401,9 @@ def _job_decided(state: ClusterState, e: JobDecided) -> None:
         case "launch":
             changes["launched_at"] = e.at
         case "healthy" | "unhealthy" if d is not None and d.version == e.version:
-            seen = d.healthy if e.action == "healthy" else d.unhealthy
-            if e.task_id not in seen:
-                key = e.action  # the field of the same name
-                changes["deployment"] = _replace(d, **{key: (*seen, e.task_id)})
+            # in place: the deployment's verdicts belong to the state, as its dicts do, and
+            # a copy per verdict would make a deployment of n tasks cost n² to apply
+            (d.healthy if e.action == "healthy" else d.unhealthy)[e.task_id] = None
         case "deployed" if d is not None and d.version == e.version:
             changes["deployment"] = _replace(d, state=DEPLOYED, reason=e.reason)
             changes["stable"] = e.version

@@ -1,6 +1,7 @@
 """Where an orc cluster keeps its things in etcd, all under `/orc/<cluster>/`:
 
     /orc/<cluster>/leader                   the leader's name and address, on its lease
+    /orc/<cluster>/managers/<name>          each manager's role and log position, on its lease
     /orc/<cluster>/log/<seq, 20 digits>     one event record per key, msgpack as in the file log
     /orc/<cluster>/snapshot                 the newest snapshot's head (its seq, size, checksum)
     /orc/<cluster>/snapshot/<seq>/<n, 6>    its chunks, when it is too large for the head
@@ -19,7 +20,7 @@ _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 class Keys:
-    """The keys of one cluster's log, snapshot and leader."""
+    """The keys of one cluster's log, snapshot, leader and managers."""
 
     def __init__(self, cluster: str) -> None:
         if not _CLUSTER.match(cluster):
@@ -30,11 +31,16 @@ class Keys:
         self.cluster = cluster
         root = f"/orc/{cluster}/".encode()
         self.leader = root + b"leader"
+        self.managers_prefix = root + b"managers/"
+        self.managers_end = prefix_end(self.managers_prefix)
         self.log_prefix = root + b"log/"
         self.log_end = prefix_end(self.log_prefix)
         self.snapshot = root + b"snapshot"
         self.chunks_prefix = self.snapshot + b"/"
         self.chunks_end = prefix_end(self.chunks_prefix)
+
+    def manager(self, name: str) -> bytes:
+        return self.managers_prefix + name.encode()
 
     def log(self, seq: int) -> bytes:
         return b"%s%0*d" % (self.log_prefix, SEQ_DIGITS, seq)

@@ -179,6 +179,7 @@ class EtcdLog:
         self._tail: deque[tuple[int, list[Any]]] = deque()  # (first seq, records)
         self._tail_count = 0
         self._failed: LogWriteError | None = None  # once set, every append raises it
+        self.refused = trio.Event()  # set with `_failed`: its manager must step down
         self._snapshot_seq = 0  # the newest snapshot's seq and its head's etcd revision
         self._snapshot_revision = 0
         self._tracking: trio.CancelScope | None = None
@@ -235,6 +236,19 @@ class EtcdLog:
     @property
     def fence(self) -> Fence | None:
         return self._fence
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def step_down(self, why: str) -> None:
+        """Write nothing more, from now on: the election says its manager may have lost the
+        lead (`Election.on_lost`). The fence would have etcd refuse a write of a manager that
+        lost the lead; this refuses it before it is sent (a write already in flight is fenced
+        all the same), and sets `refused`."""
+        if self._failed is None:  # (the election said why, in its own log line)
+            self._failed = NotLeader(f"not the leader any more: {why}; nothing more is written")
+            self.refused.set()
 
     async def append(self, record: Any) -> int:
         """Append one record; return its seq once etcd holds it."""
@@ -659,6 +673,7 @@ class EtcdLog:
         if self._failed is None:
             self._failed = error
             logger.error("the event log in etcd refuses appends from now on: %s", error)
+            self.refused.set()
         return error
 
     # -- the records it holds ----------------------------------------------------------------

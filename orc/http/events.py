@@ -9,12 +9,12 @@ A client resumes with `after=` the last `Seq` it saw, with no gap and no duplica
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import msgspec
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from eventlog import EventLog
 from orc.core.events import TASK_EVENTS, AnyEvent, to_wire
 from orc.core.validation import Invalid
 from orc.http.app import json_response
@@ -53,8 +53,22 @@ def _task_of(event: object) -> str:
 STREAM_RETRY = 5  # seconds a refused stream should wait: streams end as clients go
 
 
+class StreamedLog(Protocol):
+    """What the stream reads of a log: a manager's (in files or in etcd) or a worker's."""
+
+    @property
+    def first_seq(self) -> int: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def follow(
+        self, from_seq: int = 1, heartbeat: float | None = None
+    ) -> AsyncIterator[tuple[int, Any] | None]: ...
+
+
 def add_event_stream(
-    app: QuartTrio, log: EventLog, heartbeat: float = 5.0, max_streams: int = 64
+    app: QuartTrio, log: StreamedLog, heartbeat: float = 5.0, max_streams: int = 64
 ) -> None:
     """`max_streams` open at once at most (ORC_MAX_STREAMS): one more gets 503 with
     Retry-After, so that a crowd of followers cannot take the node's memory and CPU."""

@@ -188,8 +188,9 @@ def log_families(meter: LogMeter) -> Iterator[Metric]:
     )
     yield _counter(
         "orc_eventlog_fsyncs",
-        "fdatasync calls of the event log since it opened (many appends share one)",
-        log.fsync_count,
+        "fdatasync calls of the event log since it opened (many appends share one); for a log"
+        " in etcd, its transactions",
+        meter.writes,
     )
     yield _gauge(
         "orc_eventlog_last_seq", "Sequence number of the last durable record", log.last_seq

@@ -58,7 +58,7 @@ def add_manager_node_routes(app: QuartTrio, manager: ActorRef, monitor: ActorRef
     async def list_nodes() -> Response:
         views = await manager.ask(ListNodes(), timeout=ASK_TIMEOUT)
         beats: dict[str, str] = {}
-        if monitor is not None:
+        if monitor is not None and not monitor.stopped:  # a standby manager's runs nowhere
             beats = await monitor.ask(Heartbeats(), timeout=ASK_TIMEOUT)  # type: ignore[assignment]
         return json_response(
             [

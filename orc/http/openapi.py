@@ -34,6 +34,7 @@ from orc.core.messages import OrderResults, Orders
 from orc.core.model import NodeInfo, Task, TaskEvent
 from orc.core.nodeview import NodeView
 from orc.core.spec import TaskEventBody
+from orc.ha.registry import ClusterView
 from orc.http.jobs import JOB_ID_WORDS
 from orc.http.metrics import route_template
 from orc.http.wire import (
@@ -42,6 +43,7 @@ from orc.http.wire import (
     Logs,
     OrdersTaken,
     Registered,
+    Standby,
     Stats,
     WorkerStats,
 )
@@ -70,6 +72,7 @@ class Answer(NamedTuple):
     body: Any = None
     media: str = JSON
     retry: bool = False
+    location: bool = False  # a `Location` header comes with it
 
 
 class Query(NamedTuple):
@@ -411,10 +414,32 @@ MANAGER: tuple[Op, ...] = (
         },
         body=NodeInfo,
     ),
+    Op(
+        "GET",
+        "/cluster",
+        "Who leads, every manager with its role and log position, and the etcd behind them",
+        {
+            200: Answer(
+                "the cluster as etcd says it now (a single manager with its file log: itself"
+                " alone, the leader, and `Etcd` null)",
+                ClusterView,
+            ),
+            503: Answer("etcd could not answer", Error, retry=True),
+        },
+    ),
     *JOBS,
     _events(StreamLine[WireEvent], "The event log as NDJSON, from any sequence number, then live"),
     METRICS,
     DOCUMENT,
+)
+
+# A standby among highly available managers (docs/ha.md) sends every write to the leader.
+STANDBY = Answer(
+    "this manager is a standby (`orc manager --etcd`): send the same request to the leader,"
+    " at `Location` (`curl -L` and most clients follow it, body and all); a 503 with"
+    " `Retry-After` while no manager leads",
+    Standby,
+    location=True,
 )
 
 # -- a worker ---------------------------------------------------------------------------------
@@ -561,11 +586,11 @@ def document(role: str, routes: set[tuple[str, str]] | None = None) -> dict[str,
     """The document of a `role` ("manager" or "worker") node: the table's routes among `routes`
     (all of them when None)."""
     ops = [op for op in TABLES[role] if routes is None or (op.method, op.path) in routes]
-    components, response_refs, request_refs = _components(ops)
+    components, response_refs, request_refs = _components(ops, role)
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(
-            op, response_refs, request_refs
+            op, response_refs, request_refs, role
         )
     return {
         "openapi": OPENAPI,
@@ -593,8 +618,10 @@ def document(role: str, routes: set[tuple[str, str]] | None = None) -> dict[str,
     }
 
 
-def _operation(op: Op, responses: dict[Any, Any], requests: dict[Any, Any]) -> dict[str, Any]:
-    answers = {**op.answers, 401: UNAUTHORIZED}
+def _operation(
+    op: Op, responses: dict[Any, Any], requests: dict[Any, Any], role: str
+) -> dict[str, Any]:
+    answers = {**op.answers, 401: UNAUTHORIZED, **_redirects(op, role)}
     out: dict[str, Any] = {
         "operationId": op.method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", op.path).rstrip("_"),
         "summary": op.summary,
@@ -633,6 +660,14 @@ def _operation(op: Op, responses: dict[Any, Any], requests: dict[Any, Any]) -> d
     return out
 
 
+def _redirects(op: Op, role: str) -> dict[int, Answer]:
+    """A manager's writes, and the reads only the leader can answer (a task's logs come from
+    its worker), may be sent on to the leader: `307`."""
+    if role == "manager" and (op.method != "GET" or op.path == "/tasks/{task_id}/logs"):
+        return {307: STANDBY}
+    return {}
+
+
 def _answer(answer: Answer, schemas: dict[Any, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"description": answer.description}
     if answer.body is not None:
@@ -644,12 +679,24 @@ def _answer(answer: Answer, schemas: dict[Any, Any]) -> dict[str, Any]:
                 "schema": {"type": "string"},
             }
         }
+    if answer.location:
+        out["headers"] = {
+            "Location": {
+                "description": "the same request's URL on the leader",
+                "schema": {"type": "string"},
+            }
+        }
     return out
 
 
-def _components(ops: list[Op]) -> tuple[dict[str, Any], dict[Any, Any], dict[Any, Any]]:
+def _components(ops: list[Op], role: str) -> tuple[dict[str, Any], dict[Any, Any], dict[Any, Any]]:
     """The components, and the schema of each response and each request body type."""
-    answered = _unique(a.body for op in ops for a in op.answers.values() if a.body is not None)
+    answered = _unique(
+        a.body
+        for op in ops
+        for a in (*op.answers.values(), *_redirects(op, role).values())
+        if a.body is not None
+    )
     bodies = _unique(op.body for op in ops if op.body is not None)
     asked = [_schema_twin(body) for body in bodies]
     schemas, components = msgspec.json.schema_components(answered, ref_template=_REF)

@@ -29,6 +29,14 @@ class EventsError(msgspec.Struct, forbid_unknown_fields=True):
     LastSeq: int | None = None
 
 
+class Standby(msgspec.Struct, forbid_unknown_fields=True):
+    """`307` from a standby manager to a write (docs/ha.md): the leader's URL, which `Location`
+    holds too with the request's path and query."""
+
+    message: str
+    Leader: str
+
+
 class Stats(msgspec.Struct, forbid_unknown_fields=True):
     """The manager's `GET /stats`: tasks (by state label), nodes, and the log's last seq."""
 

@@ -1,19 +1,26 @@
 """Reading a whole orc event log without touching it: for `orc replay` and for the manager's
-`GET /tasks/{id}/history`, both of which may read a log a running manager is writing."""
+`GET /tasks/{id}/history`, both of which may read a log a running manager is writing. The log
+is a directory (`read`) or, for highly available managers, etcd (`read_etcd`): the same
+records, the same story."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import msgspec
+import trio
 
 from eventlog import CorruptLogError, LogReader, open_readonly
+from eventlog.errors import Recovery
 from eventlog.snapshots import read_snapshot, snapshot_seqs
 from orc.core.events import AnyEvent
 from orc.core.snapshot import decode_state
 from orc.core.state import ClusterState
 from orc.core.upcast import NEWER, upcaster
+from orc.ha.etcd import EtcdClient, EtcdError
+from orc.ha.log import EtcdLog
 from orc.progress import Progress, in_chunks
 from orc.replay import story as replay
 
@@ -23,8 +30,34 @@ class BadInput(Exception):
     with status 2)."""
 
 
+class Source(Protocol):
+    """Where the records came from, as `orc replay --json` says it."""
+
+    @property
+    def directory(self) -> str: ...
+
+    @property
+    def first_seq(self) -> int: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    @property
+    def torn_tail(self) -> Recovery | None: ...
+
+
+class EtcdSource(NamedTuple):
+    """A log in etcd: `directory` names the endpoints and the cluster; it has no torn tail
+    (a record is in etcd whole or not at all)."""
+
+    directory: str
+    first_seq: int
+    last_seq: int
+    torn_tail: Recovery | None = None
+
+
 class Log(NamedTuple):
-    reader: LogReader
+    reader: LogReader | Source
     records: list[replay.Record]
     base: ClusterState | None  # the state before `records`, from a snapshot
     base_seq: int  # the snapshot's seq; 0 when the records start at the beginning
@@ -46,11 +79,8 @@ def read(log_dir: Path, show_progress: bool = False) -> Log:
         else:
             base_seq, found = _snapshot_from(log_dir, reader.first_seq - 1, reader.last_seq)
             base = found
-        records: list[tuple[int, AnyEvent]] = []
         total = reader.last_seq - base_seq
-        with Progress("reading the event log", total, delay=1.0 if show_progress else 1e9) as p:
-            for chunk in in_chunks(reader.read(base_seq + 1), p):
-                records.extend(chunk)
+        records = _gather(reader.read(base_seq + 1), total, show_progress)
         return Log(reader, records, base, base_seq)
     except CorruptLogError as exc:
         reason = " ".join(exc.reason.split())
@@ -73,3 +103,55 @@ def _snapshot_from(log_dir: Path, at_least: int, at_most: int) -> tuple[int, Clu
         f"{log_dir}: the log starts at seq {at_least + 1} (older events were compacted away)"
         " and no intact snapshot covers them"
     )
+
+
+def _gather(
+    items: Iterable[tuple[int, AnyEvent]], total: int, show_progress: bool
+) -> list[replay.Record]:
+    records: list[replay.Record] = []
+    with Progress("reading the event log", total, delay=1.0 if show_progress else 1e9) as p:
+        for chunk in in_chunks(items, p):
+            records.extend(chunk)
+    return records
+
+
+def read_etcd(endpoints: Sequence[str], cluster: str, show_progress: bool = False) -> Log:
+    """Every record of `cluster`'s log in etcd, read-only (blocking: it runs its own trio
+    loop, so call it from a thread of a running one). When compaction removed the log's
+    start, the story starts from the snapshot (etcd keeps the newest alone)."""
+    where = f"etcd {','.join(endpoints)} (cluster {cluster})"
+    try:
+        return trio.run(_read_etcd, tuple(endpoints), cluster, where, show_progress)
+    except CorruptLogError as exc:
+        raise BadInput(str(exc)) from None
+    except EtcdError as exc:
+        raise BadInput(f"cannot read the log from {where}: {exc}") from None
+
+
+async def _read_etcd(
+    endpoints: tuple[str, ...], cluster: str, where: str, show_progress: bool
+) -> Log:
+    async with EtcdClient(endpoints) as client:
+        log = await EtcdLog.open(client, cluster, fence=None)
+        if log.last_seq == 0:
+            raise BadInput(f"no event log in {where}")
+        base_seq, base = 0, None
+        if log.first_seq > 1:
+            found = await log.load_snapshot()
+            if found is None or found[0] < log.first_seq - 1:
+                raise BadInput(
+                    f"{where}: the log starts at seq {log.first_seq} (older events were compacted"
+                    " away) and no snapshot covers them"
+                )
+            try:
+                base_seq, base = found[0], decode_state(found[1])
+            except msgspec.DecodeError as exc:
+                raise BadInput(
+                    f"{where}: the snapshot at seq {found[0]} is unreadable: {exc}"
+                ) from None
+        # blocking reads, on this loop of our own
+        records = _gather(log.read(base_seq + 1), log.last_seq - base_seq, show_progress)
+        if base_seq < log.last_seq and (not records or records[0][0] != base_seq + 1):
+            raise BadInput(f"{where}: the log was compacted while it was read; try again")
+        source = EtcdSource(where, max(log.first_seq, base_seq + 1), log.last_seq)
+        return Log(source, records, base, base_seq)

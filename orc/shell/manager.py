@@ -87,8 +87,9 @@ from orc.core.retention import EndedIndex
 from orc.core.snapshot import encode_state, state_digest
 from orc.core.state import ClusterState, apply
 from orc.core.transitions import ACTIVE, TERMINAL
+from orc.shell.log import ManagerLog
 from orc.shell.meter import ManagerMeter
-from orc.shell.recovery import quarantine, recover
+from orc.shell.recovery import Recovered, catch_up, quarantine, recover_at
 
 log = logging.getLogger("orc.manager")
 
@@ -127,10 +128,24 @@ class Upkeep:
     retain: int = 100_000
 
 
+class Handoff:
+    """A standby's state, current up to `seq`, for the Manager that leads after it: it goes on
+    from there instead of reading the whole log again, so a failover costs the records the
+    standby had not seen yet. Taken once: a Manager restarted after a crash recovers from the
+    log, as at any start."""
+
+    def __init__(self, found: Recovered) -> None:
+        self._found: Recovered | None = found
+
+    def take(self) -> Recovered | None:
+        found, self._found = self._found, None
+        return found
+
+
 class Manager(Actor):
     def __init__(
         self,
-        log: EventLog,
+        log: ManagerLog,
         scheduler: ActorRef,
         proxies: dict[str, ActorRef],
         upkeep: Upkeep | None = None,
@@ -141,8 +156,10 @@ class Manager(Actor):
         meter: ManagerMeter | None = None,
         jobtimer: ActorRef | None = None,
         clock: Callable[[], str] = now,
+        handoff: Handoff | None = None,
     ) -> None:
         self.log = log
+        self.handoff = handoff
         # what /metrics reports: counted here as events are applied, never by walking the state
         self.meter = meter or ManagerMeter(log)
         self.state = ClusterState()
@@ -179,8 +196,12 @@ class Manager(Actor):
         and ask each worker what became of the tasks placed on it.
 
         A restart after a crash takes the same path, so it never works from half-applied state.
+        A manager that takes over from its standby state (`handoff`) reads only the records the
+        standby had not applied yet.
         """
-        self.state, base = await recover(self.log)
+        found = await self._recover()
+        self.state, base = found.state, found.base
+        self.meter.snapshot_found(base)
         quarantined = await quarantine(self.log, self.state, now())  # specs past the bounds
         self.meter.reset(self.state)
         self.ended = EndedIndex.of(self.state.tasks.values())
@@ -195,6 +216,16 @@ class Manager(Actor):
         for task in quarantined:  # ended now: one that runs is stopped where it runs
             if task.state in ACTIVE and task.node:
                 await self._tell_node(task.node, StopTask(task.id))
+
+    async def _recover(self) -> Recovered:
+        """The state at the log's end: the standby's, caught up, or read from the log."""
+        handed = self.handoff.take() if self.handoff is not None else None
+        if handed is not None:
+            seq = await catch_up(self.log, handed.state, handed.seq)
+            if seq is not None:
+                return Recovered(handed.state, handed.base, seq)
+            log.warning("the standby's state fell behind the log's compaction: reading the log")
+        return await recover_at(self.log)
 
     def _placed_on(self, node: str) -> tuple[Task, ...]:
         """What a reconcile tells the worker `node` it should run, whoever reaches it (a proxy
@@ -352,7 +383,9 @@ class Manager(Actor):
                 self.meter.snapshot_saved(self.log.last_seq)
                 removed = await self.log.compact(self.log.last_seq - every.retain)
                 if removed:
-                    log.info("compacted %d log segments before seq %d", removed, self.log.first_seq)
+                    # a file log removes whole segments; a log in etcd, records
+                    unit = "log segments" if isinstance(self.log, EventLog) else "log records"
+                    log.info("compacted %d %s before seq %d", removed, unit, self.log.first_seq)
         except LogWriteError as exc:
             log.warning("upkeep deferred: %s", exc)
 

@@ -7,8 +7,9 @@ microsecond each, bench/metrics.py), and a scrape reads the numbers in the same 
 so it never waits behind the manager's mailbox (a scrape during a burst of submissions answers
 at once) and never walks the tasks.
 
-`LogMeter` counts an event log's appends and times its fsyncs; the log calls it from its writer
-thread, one flush at a time, so each number has a single writer.
+`LogMeter` counts an event log's appends and times its writes: each fsync of a file log (the log
+calls it from its writer thread, one flush at a time, so each number has a single writer), or
+each transaction of a log in etcd (`orc.ha.log.EtcdLog.on_txn`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from orc.core.model import NodeInfo, Task
 from orc.core.state import ClusterState
 from orc.core.tally import UNPLACED_KINDS, TaskTally, unplaced_kind
 from orc.core.times import parse
+from orc.ha.log import EtcdLog
+from orc.shell.log import ManagerLog
 
 # Upper bounds of histogram buckets, in seconds (Prometheus adds +Inf). Few on purpose: each
 # bucket is a line of every scrape.
@@ -75,34 +78,47 @@ class Histogram:
 
 
 class LogMeter:
-    """An event log's appends since this process opened it, and how long each fsync took.
+    """An event log's appends since this process opened it (or, a manager's log in etcd, since
+    this manager began to lead), and how long each of its writes took: an fsync of a file log,
+    a transaction of a log in etcd.
 
     `watch` hooks it to the log before anything is appended (`EventLog.on_fsync` is called in
-    the log's writer thread, one flush at a time)."""
+    the log's writer thread, one flush at a time; `EtcdLog.on_txn` in its flushing task)."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: ManagerLog) -> None:
         self.log = log
         self.start_seq = log.last_seq
         self.fsync = Histogram(FSYNC_BUCKETS)
 
     @classmethod
-    def watch(cls, log: EventLog) -> LogMeter:
+    def watch(cls, log: ManagerLog) -> LogMeter:
         meter = cls(log)
-        log.on_fsync = meter.fsync.observe
+        if isinstance(log, EtcdLog):
+            log.on_txn = meter.fsync.observe
+        elif isinstance(log, EventLog):
+            log.on_fsync = meter.fsync.observe
         return meter
 
     @property
     def appended(self) -> int:
         return self.log.last_seq - self.start_seq
 
+    @property
+    def writes(self) -> int:
+        """fdatasync calls of a file log; transactions that wrote records of a log in etcd."""
+        if isinstance(self.log, EtcdLog):
+            return self.log.txn_count
+        return getattr(self.log, "fsync_count", 0)
+
 
 class ManagerMeter:
     """What the manager counts: tasks by state and what they hold of each node (the core's
     `TaskTally`), placements and placement failures, restarts, health check failures, the lag
     of workers' updates, and its snapshots. Made once per manager process, so counts survive
-    a restart of the Manager actor (which recounts the tallies from its state: `reset`)."""
+    a restart of the Manager actor (which recounts the tallies from its state: `reset`), and,
+    for highly available managers, across their terms as standby and leader (`watch`)."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: ManagerLog) -> None:
         self.log = LogMeter.watch(log)
         self.tasks = TaskTally()
         self.nodes: dict[str, NodeInfo] = {}
@@ -114,7 +130,12 @@ class ManagerMeter:
         self.health_check_failures = 0  # counted by the HealthChecker, one per failed probe
         # from a worker's update time (`At`) to the manager having applied it
         self.update_lag = Histogram(LAG_BUCKETS)
-        self.snapshot_seq, self.snapshot_time = newest_snapshot(log.directory)
+        # a file log's snapshots are files (their seq and time are known at once); a log in
+        # etcd says its snapshot's seq when the manager loads it (`snapshot_found`)
+        directory = getattr(log, "directory", None)
+        self.snapshot_seq, self.snapshot_time = (
+            newest_snapshot(directory) if isinstance(directory, str) else (0, None)
+        )
         self._counts: dict[type, Callable[[Any], None]] = {
             TaskScheduled: self._placed,
             TaskRestarted: self._placed_again,
@@ -124,6 +145,16 @@ class ManagerMeter:
             NodeJoined: self._joined,
             NodeDown: self._down,
         }
+
+    def watch(self, log: ManagerLog) -> None:
+        """Count the appends and writes of `log` from now on (a manager in etcd opens a new log
+        for each term, and counts what it appends from the moment it leads)."""
+        self.log = LogMeter.watch(log)
+
+    def snapshot_found(self, seq: int) -> None:
+        """The manager started from the snapshot at `seq` (when it is the newest known)."""
+        if seq > self.snapshot_seq:
+            self.snapshot_seq = seq
 
     def reset(self, state: ClusterState) -> None:
         """Count the tallies again from `state` (at the Manager actor's start)."""

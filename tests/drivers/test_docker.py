@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -692,3 +692,53 @@ async def test_what_no_container_can_be_given_is_a_launch_error(
     task = Task(id=str(uuid.uuid4()), name="t", image="busybox", cmd=cmd, env=env)
     with trio.fail_after(1), pytest.raises(LaunchError, match=reason):
         await driver.start(task)
+
+
+# -- a job of containers whose update fails its health check --------------------------------------
+
+
+async def test_a_job_update_failing_its_health_check_reverts(
+    tmp_path: Path, engine: docker.DockerClient, test_images: dict[str, str]
+) -> None:
+    """The rolling update of a container job to a version whose health check fails: the new
+    container is judged unhealthy, the deployment fails, and `AutoRevert` brings the stable
+    version back; the containers of the stable version that were never replaced kept running."""
+    env = {"ORC_HEALTH_INTERVAL": "0.2", "ORC_HEALTH_TIMEOUT": "1", "ORC_HEALTH_FAILURES": "2"}
+    async with docker_cluster(tmp_path / "data", engine, **env) as c:
+        update = {"MaxParallel": 1, "MinHealthyTime": 0.5, "HealthyDeadline": 20}
+        spec = {
+            "ID": "web",
+            "Count": 2,
+            "Task": {"Image": test_images["http"], "HealthCheck": "/health"},
+            "Update": {**update, "AutoRevert": True},
+        }
+        assert (await c.manager.post("/jobs", json=spec)).status_code == 201
+        await _job_until(c.manager, lambda j: j["Deployment"]["State"] == "successful")
+        stable = {t["ID"] for t in (await c.manager.get("/tasks?job=web")).json()}
+
+        spec["Task"] = {"Image": test_images["http"], "HealthCheck": "/healthfail"}
+        assert (await c.manager.post("/jobs", json=spec)).status_code == 200
+        view = await _job_until(
+            c.manager, lambda j: j["Version"] == 2 and j["Deployment"]["State"] == "successful"
+        )
+        assert view["Spec"]["Task"]["HealthCheck"] == "/health"
+        versions = (await c.manager.get("/jobs/web/versions")).json()
+        assert versions[0]["Reason"].startswith("auto-revert")
+        story = (await c.manager.get("/jobs/web/history")).json()
+        failed = [e for e in story["events"] if e["action"] == "deployment-failed"]
+        assert failed and "unhealthy" in failed[0]["reason"]
+        tasks = (await c.manager.get("/tasks?job=web")).json()
+        running = [t for t in tasks if t["State"] == 2]
+        assert len(running) == 2 and all(t["HealthCheck"] == "/health" for t in running)
+        assert len(stable & {t["ID"] for t in running}) == 1  # one was never replaced
+
+
+async def _job_until(client: httpx.AsyncClient, ok: Callable[[dict], bool]) -> dict:
+    body: dict = {}
+    with trio.move_on_after(60):
+        while True:
+            body = (await client.get("/jobs/web")).json()
+            if ok(body):
+                return body
+            await trio.sleep(0.1)
+    raise AssertionError(f"the job never got there; last seen {body}")

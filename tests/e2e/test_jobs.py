@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import trio
 
@@ -226,10 +227,26 @@ def test_the_tasks_of_a_lost_worker_move(processes: Cluster) -> None:
     assert sorted(t["Slot"] for t in live) == [0, 1, 2, 3]  # every slot once
 
     c.workers[0].start()  # w1 comes back: its old tasks are not the job's any more
-    _wait(lambda: {"n": len(c.get("/nodes").json())}, lambda b: b["n"] == 2)
-    time.sleep(2 * 1.0)
+    up = lambda: {"up": [n for n in c.get("/nodes").json() if n["State"] == "up"]}  # noqa: E731
+    _wait(up, lambda b: len(b["up"]) == 2)
     tasks = c.get("/tasks?job=web").json()
     assert sorted(t["Slot"] for t in tasks if t["State"] == 2) == [0, 1, 2, 3]
+    # and on the machine: w1 stopped the two it ran before; one process per slot is left
+    _wait(lambda: {"n": len(_sleepers(c.tmp))}, lambda b: b["n"] == 4, timeout=15)
+
+
+def _sleepers(under: Path) -> list[psutil.Process]:
+    """The job's task processes (`sleep 60`) running under `under`."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if p.info["cmdline"] == ["sleep", "60"] and (p.info["cwd"] or "").startswith(
+                str(under)
+            ):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_a_rolling_update_resumes_after_sigkill(tmp_path: Path) -> None:

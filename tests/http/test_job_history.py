@@ -4,6 +4,7 @@ tells it, on an in-process cluster that ran the job's tasks."""
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -11,6 +12,7 @@ from openapi_schema_validator import OAS31Validator
 
 from orc.http.history import _job_history
 from orc.http.openapi import document
+from orc.replay.read import read
 from tests.conftest import RunningCluster
 
 SERVICE = {"ID": "web", "Count": 2, "Task": {"Cmd": ["sleep", "30"]}}
@@ -54,7 +56,8 @@ async def test_a_job_s_history_tells_its_versions_decisions_and_tasks(
     answer = doc["paths"]["/jobs/{job_id}/history"]["get"]["responses"]["200"]
     OAS31Validator({**answer["content"]["application/json"]["schema"], **doc}).validate(story)
     # the same story the replay tells of the log on disk
-    here = await trio.to_thread.run_sync(_job_history, cluster.settings.data_dir / "log", "web")
+    log_dir = cluster.settings.data_dir / "log"
+    here = await trio.to_thread.run_sync(_job_history, partial(read, log_dir), "web")
     assert [e.seq for e in here.events][: len(story["events"])] == [
         e["seq"] for e in story["events"]
     ]
