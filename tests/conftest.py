@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +50,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, layer))
 
 
+# Ports for the servers the tests start. The kernel's own pick (a bind to port 0) comes from its
+# ephemeral range (32768-60999 here), which outgoing connections, Docker's published ports and
+# the other pytest-xdist worker all draw from too: between free_port() and the server's bind, any
+# of them may take the port. So free_port() hands out ports below that range: each xdist worker
+# its own share, in turn from a random start (other test runs on the machine), every PORT_STEP-th
+# port (`orc` listens on ORC_WORKER_PORT + i for each of its ORC_WORKER_COUNT workers), skipping
+# any that something holds.
+PORT_LOW, PORT_STEP = 10000, 8
+_ports: Iterator[int] | None = None
+
+
+def _port_turns() -> Iterator[int]:
+    try:
+        ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        high = int(ephemeral[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = list(range(PORT_LOW, high - PORT_STEP + 1, PORT_STEP))[worker::workers]
+    if len(share) < 100:  # an unusual ephemeral range: leave it to the kernel
+        return iter(())
+    first = random.randrange(len(share))
+    return itertools.cycle(share[first:] + share[:first])
+
+
 def free_port() -> int:
+    global _ports
+    if _ports is None:
+        _ports = _port_turns()
+    for port in itertools.islice(_ports, 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

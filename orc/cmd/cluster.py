@@ -124,6 +124,11 @@ async def run_cluster(
     stop: trio.Event | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM (or until `stop` is set), then shut down in order."""
+    if settings.etcd_endpoints:
+        log.warning(
+            "ORC_ETCD_ENDPOINTS is set, but `orc` runs one manager with its file log: highly"
+            " available managers are `orc manager` processes (docs/ha.md)"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
     sup = supervisor("orc")

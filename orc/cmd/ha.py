@@ -363,7 +363,8 @@ class HaManager:
                     log.warning("cannot lead after all: %s", exc)
                     term.cancel_scope.cancel()
                     return
-                await self._lead(term, event_log, meter, standby[0].hand_over(), began)
+                handoff = standby[0].hand_over()
+                await self._lead(term, election, event_log, meter, handoff, began)
                 await _first_of(election.lost.wait, event_log.refused.wait)
                 if not self.stopping:
                     log.warning("%s steps down: its actors stop, its tasks run on", self.name)
@@ -414,6 +415,7 @@ class HaManager:
     async def _lead(
         self,
         term: trio.Nursery,
+        election: Election,
         event_log: EtcdLog,
         meter: ManagerMeter,
         handoff: Handoff,
@@ -423,7 +425,9 @@ class HaManager:
         requests wait in the Manager's mailbox while it catches up with the log."""
         settings = self.settings
         sup: Supervisor = supervisor("orc-manager")
-        actors, monitor = build_node_manager(settings, sup, event_log, meter, handoff)
+        actors, monitor = build_node_manager(
+            settings, sup, event_log, meter, handoff, election.holds
+        )
         term.start_soon(sup.run)
         for address in settings.workers:
             term.start_soon(_static_worker, address, monitor, settings)

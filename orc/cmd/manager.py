@@ -260,10 +260,12 @@ def build_node_manager(
     event_log: ManagerLog,
     meter: ManagerMeter | None = None,
     handoff: Handoff | None = None,
+    leads: Callable[[], bool] | None = None,
 ) -> tuple[ManagerActors, ActorRef]:
     """`build_manager` with what a manager of separate worker processes adds: a NodeMonitor,
     and an `HttpWorkerProxy` for each worker as it registers (or as the log knows it, at
-    start). Returns the actors and the monitor."""
+    start). Returns the actors and the monitor. `leads`: highly available managers' proxies
+    send orders only while it holds (`Election.holds`)."""
     actors = build_manager(settings, sup, event_log, meter, handoff)
     monitor_ref: list[ActorRef] = []
 
@@ -278,6 +280,7 @@ def build_node_manager(
                 settings.token,
                 settings.node_ttl,
                 settings.orders_max_body,
+                leads,
             ),
             mailbox_size=MAILBOX,
         )

@@ -113,6 +113,13 @@ class Election:
         """The leader key and the revision this candidate created it at, while it leads."""
         return self._fence
 
+    def holds(self) -> bool:
+        """Whether this candidate surely leads now: it won, and the lease etcd last renewed
+        cannot have run out yet by this process's clock. etcd fences a leader's log writes;
+        what it sends elsewhere (orders to workers) is sent only while this holds, so that a
+        leader paused past its lease sends nothing before it notices that it lost the lead."""
+        return self._fence is not None and trio.current_time() < self._lease_until
+
     @property
     def lease(self) -> int:
         """The ID of the lease the candidacy holds now (0 before it has one)."""

@@ -28,6 +28,7 @@ log = logging.getLogger("orc.remote")
 
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
+LEADS_POLL = 0.05  # seconds between looks at whether a manager that may have lost the lead leads
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -52,8 +53,12 @@ class HttpWorkerProxy(WorkerProxy):
         token: str = "",
         ttl: float = 10.0,
         max_body: int = 1 << 20,
+        leads: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(node, manager)
+        # highly available managers: whether this manager surely still leads (orders from one
+        # that may have lost the lead wait: its lease is renewed, or its step-down cancels them)
+        self.leads = leads
         self.address = address
         self.monitor = monitor
         self.token = token
@@ -120,6 +125,8 @@ class HttpWorkerProxy(WorkerProxy):
             if retry and self.node_gone():
                 log.warning("node %s is down: dropping %s", self.node, what)
                 return
+            if self.leads is not None and not self.leads():
+                await self._until_leading(what)
             try:
                 r = await self._client.post("/orders", content=body, headers=_JSON)
             except httpx.HTTPError as exc:
@@ -141,6 +148,14 @@ class HttpWorkerProxy(WorkerProxy):
                 return
             await trio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _until_leading(self, what: str) -> None:
+        """Hold orders while this manager may have lost the lead: until its lease is renewed
+        (it was only late), or for good (it lost the lead: its step-down cancels this)."""
+        assert self.leads is not None
+        log.info("node %s: %s held: this manager may no longer lead", self.node, what)
+        while not self.leads():
+            await trio.sleep(LEADS_POLL)
 
     def _check(self, orders: list[tuple[Order, bytes]], body: bytes) -> None:
         """Say which orders the worker refused. Not finding a task to stop (404) is no

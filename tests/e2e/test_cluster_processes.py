@@ -69,6 +69,20 @@ class Cluster:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting: {message}")
 
+    def next_event(self, kind: str, timeout: float = 15.0) -> dict:
+        """The first event of type `kind` in the manager's log, once there is one."""
+        deadline = time.monotonic() + timeout
+        params = {"type": kind}
+        with httpx.stream(
+            "GET", f"{self.url}/events", params=params, headers=self.headers, timeout=timeout
+        ) as stream:
+            for line in stream.iter_lines():
+                if line and "Event" in (found := json.loads(line)):
+                    return found
+                if time.monotonic() > deadline:  # only heartbeats came
+                    break
+        raise AssertionError(f"no {kind} in the manager's log within {timeout} s")
+
     def pids(self) -> dict[str, list[int]]:
         """Task ID -> pids of the live processes running it, over every worker's data dir."""
         found: dict[str, list[int]] = {}
@@ -265,14 +279,15 @@ def test_worker_back_with_a_wiped_data_dir_is_followed_from_its_new_log(tmp_path
         shutil.rmtree(tmp_path / "w1")  # the machine was rebuilt: its log starts again at 1
         c.workers[0].start()
 
+        # The manager finds the new log empty and follows it from its start. (New work sent
+        # there before the manager noticed would run first; the manager would follow from past
+        # its updates, and learn of them only from the reconcile: wait for the reset.)
+        reset = c.next_event("NodeLogReset")
+        assert reset["Event"]["Node"] == "w1" and reset["Event"]["Seq"] == 0
         # The task it no longer knows is lost; new work runs and its updates arrive.
         c.wait(lambda: c.tasks()[running]["State"] == -1, message="the forgotten task fails")
         after = c.post(["true"]).json()["ID"]
         c.wait(lambda: c.tasks()[after]["State"] == 3, message="new updates arrive")
-        params = {"type": "NodeLogReset"}
-        with httpx.stream("GET", f"{c.url}/events", params=params, timeout=10) as stream:
-            reset = json.loads(next(stream.iter_lines()))
-        assert reset["Event"]["Node"] == "w1" and reset["Event"]["Seq"] == 0
     finally:
         c.stop()
 

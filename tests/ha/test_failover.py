@@ -108,68 +108,76 @@ def test_failovers_lose_nothing_and_restart_nothing(tmp_path: Path) -> None:
             pytest.fail(f"ORC_REQUIRE_ETCD=1 but {exc}")
         pytest.skip(str(exc))
     failovers: list[float] = []
-    with cluster, Submitter(cluster) as submitter:
-        time.sleep(1.0)
-        for round_ in range(2):
-            # the leader is killed
-            before = _running(cluster)
-            leader = cluster.wait_leader()
-            cluster.kill(leader, signal.SIGKILL)
-            failovers.append(_failover(cluster, leader))
-            cluster.restart(leader)  # it comes back as a standby
+    with cluster:
+        with Submitter(cluster) as submitter:
             time.sleep(1.0)
-            _still_running(cluster, before, f"after leader kill {round_ + 1}")
-
-            # the leader is paused for longer than its lease, then goes on
-            before = _running(cluster)
-            paused = cluster.wait_leader()
-            assert paused.pid is not None
-            os.kill(paused.pid, signal.SIGSTOP)
-            try:
-                failovers.append(_failover(cluster, paused))
+            for round_ in range(2):
+                # the leader is killed
+                before = _running(cluster)
+                leader = cluster.wait_leader()
+                cluster.kill(leader, signal.SIGKILL)
+                failovers.append(_failover(cluster, leader))
+                cluster.restart(leader)  # it comes back as a standby
                 time.sleep(1.0)
-            finally:
-                os.kill(paused.pid, signal.SIGCONT)
-            # once it runs again it is not the leader, and takes no write
-            time.sleep(1.0)
-            task_id = str(uuid.uuid4())
-            late = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Cmd": ["true"]}}
-            r = cluster.http.post(
-                f"{paused.url}/tasks", json=late, follow_redirects=False, timeout=10
-            )
-            assert r.status_code in (307, 503), (r.status_code, r.text)
-            _still_running(cluster, before, f"after leader pause {round_ + 1}")
+                _still_running(cluster, before, f"after leader kill {round_ + 1}")
 
-            # etcd's own leader is killed: etcd elects another, orc goes on
-            before = _running(cluster)
-            member = cluster.wait(cluster.etcd_leader, 10, "an etcd leader")
-            cluster.kill(member, signal.SIGKILL)
-            cluster.wait(cluster.etcd_leader, 10, "a new etcd leader")
-            time.sleep(1.0)
-            cluster.restart(member)
-            _still_running(cluster, before, f"after etcd leader kill {round_ + 1}")
+                # the leader is paused for longer than its lease, then goes on
+                before = _running(cluster)
+                paused = cluster.wait_leader()
+                assert paused.pid is not None
+                os.kill(paused.pid, signal.SIGSTOP)
+                try:
+                    failovers.append(_failover(cluster, paused))
+                    time.sleep(1.0)
+                finally:
+                    os.kill(paused.pid, signal.SIGCONT)
+                # once it runs again it is not the leader, and takes no write
+                time.sleep(1.0)
+                task_id = str(uuid.uuid4())
+                late = {"ID": task_id, "State": 2, "Task": {"ID": task_id, "Cmd": ["true"]}}
+                r = cluster.http.post(
+                    f"{paused.url}/tasks", json=late, follow_redirects=False, timeout=10
+                )
+                assert r.status_code in (307, 503), (r.status_code, r.text)
+                _still_running(cluster, before, f"after leader pause {round_ + 1}")
 
-        time.sleep(1.0)
-    # -- the promises -------------------------------------------------------------------------
-    assert submitter.acked, submitter.refused
-    tasks = cluster.tasks()
-    lost = [i for i in submitter.acked if i not in tasks]
-    assert not lost, f"{len(lost)} acknowledged tasks lost, e.g. {lost[:3]}"
-    assert all(t["RestartCount"] == 0 for t in tasks.values())
-    assert max(failovers) <= TTL + 1.0, failovers
-    twice = {i: n for i, n in _task_processes(tmp_path).items() if n > 1}
-    assert not twice, f"tasks running twice: {twice}"
-    check = subprocess.run(
-        [sys.executable, "-m", "orc", "replay", "--etcd", ",".join(cluster.endpoints), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    cluster.stop()
-    # --check refuses a log where a task starts while it runs (a second start)
-    assert check.returncode == 0, check.stdout + check.stderr
+                # etcd's own leader is killed: etcd elects another, orc goes on
+                before = _running(cluster)
+                member = cluster.wait(cluster.etcd_leader, 10, "an etcd leader")
+                cluster.kill(member, signal.SIGKILL)
+                cluster.wait(cluster.etcd_leader, 10, "a new etcd leader")
+                time.sleep(1.0)
+                cluster.restart(member)
+                _still_running(cluster, before, f"after etcd leader kill {round_ + 1}")
+
+            time.sleep(1.0)
+        # -- the promises -------------------------------------------------------------------------
+        assert submitter.acked, submitter.refused
+        tasks = cluster.tasks()
+        lost = [i for i in submitter.acked if i not in tasks]
+        assert not lost, f"{len(lost)} acknowledged tasks lost, e.g. {lost[:3]}"
+        assert all(t["RestartCount"] == 0 for t in tasks.values())
+        assert max(failovers) <= TTL + 1.0, failovers
+        twice = {i: n for i, n in _task_processes(tmp_path).items() if n > 1}
+        assert not twice, f"tasks running twice: {twice}"
+        check = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orc",
+                "replay",
+                "--etcd",
+                ",".join(cluster.endpoints),
+                "--check",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        # --check refuses a log where a task starts while it runs (a second start)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def _still_running(cluster: HaCluster, before: dict[str, str], when: str) -> None:

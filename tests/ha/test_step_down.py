@@ -142,3 +142,21 @@ async def test_a_leader_blind_to_its_election_steps_down_at_its_first_refused_wr
         assert log.refused.is_set() and ha.actors is None
         reader = await EtcdLog.open(client, cluster, fence=None)
         assert reader.last_seq == written
+
+
+async def test_a_leader_holds_the_lead_only_while_its_lease_surely_runs(
+    client: EtcdClient, cluster: str
+) -> None:
+    """`Election.holds`, which a leader's worker proxies ask before each order: true once it
+    leads, false once its lease may have run out by its own clock, or once it resigned."""
+    election = Election(client, cluster, "m1", "http://m1", ttl=1)
+    async with trio.open_nursery() as nursery:
+        assert not election.holds()
+        await nursery.start(election.run)
+        await election.wait_leader()
+        assert election.holds()
+        election._lease_until = trio.current_time()  # as after a pause past the lease
+        assert not election.holds() and election.is_leader  # it has not noticed yet
+        election._lease_until = trio.current_time() + 1
+        await election.resign()
+        assert not election.holds()
