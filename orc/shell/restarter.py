@@ -9,61 +9,18 @@ the manager's mailbox moving during a backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import trio
-
-from actors import ActorRef, Mailbox
-from orc.core.messages import Arm, Hold, RestartDue
-from orc.core.times import seconds_between
-from orc.shell.follower import ManagerFollower
+from orc.core.messages import Arm, RestartDue
+from orc.shell.alarms import Alarms
 
 
-class Restarter(ManagerFollower):
+class Restarter(Alarms):
     role = "restarter"
 
-    def __init__(
-        self,
-        manager: Callable[[], ActorRef],
-        now: Callable[[], str],
-        replaces_crashed: bool = False,
-    ) -> None:
-        super().__init__(manager, replaces_crashed)
-        self.now = now
-        self.timers: dict[str, trio.CancelScope] = {}
-        self.held = False
-        self._nursery: trio.Nursery | None = None
-
-    async def run(self, mailbox: Mailbox) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await super().run(mailbox)
+    def rings(self, key: str, at: str) -> object:
+        return RestartDue(key, at, self.now())
 
     async def handle(self, message: object) -> object:
-        match message:
-            case Arm(task_id, not_before):
-                if self.held:
-                    return None
-                old = self.timers.pop(task_id, None)
-                if old is not None:
-                    old.cancel()
-                scope = trio.CancelScope()
-                self.timers[task_id] = scope
-                assert self._nursery is not None
-                self._nursery.start_soon(self._fire, task_id, not_before, scope)
-            case Hold():
-                self.held = True
-                for scope in self.timers.values():
-                    scope.cancel()
-                self.timers.clear()
-            case _:
-                raise TypeError(f"restarter: unexpected message {message!r}")
-        return None
-
-    async def _fire(self, task_id: str, not_before: str, scope: trio.CancelScope) -> None:
-        with scope:
-            delay = seconds_between(self.now(), not_before) or 0.0
-            await trio.sleep(max(0.0, delay))
-            if self.timers.get(task_id) is scope:
-                del self.timers[task_id]
-            await self.manager().tell(RestartDue(task_id, not_before, self.now()))
+        if isinstance(message, Arm):
+            self.arm(message.task_id, message.not_before)
+            return None
+        return await super().handle(message)

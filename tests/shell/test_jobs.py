@@ -18,20 +18,8 @@ from orc.shell.jobtimer import JobTimer
 from orc.shell.manager import Manager
 from orc.shell.recovery import open_log
 
-T0 = "2026-01-01T00:00:00+00:00"
-
-
-def _mock_now() -> str:
-    """Wall time that follows trio's (mock) clock."""
-    return later(T0, trio.current_time())
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.got: list[tuple[float, object]] = []
-
-    async def tell(self, message: object) -> None:
-        self.got.append((trio.current_time(), message))
+# the same mock wall clock and recording inbox as the restarter's tests
+from tests.shell.test_restarts import T0, Inbox, _mock_now
 
 
 async def test_the_job_timer_fires_each_job_at_its_time(autojump_clock: trio.abc.Clock) -> None:

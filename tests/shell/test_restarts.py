@@ -68,7 +68,8 @@ async def test_restarter_fires_at_the_deadline(autojump_clock: trio.abc.Clock) -
         await ref.tell(Arm("b", later(T0, start + 1)))
         await ref.tell(Arm("a", later(T0, start + 2)))  # re-armed: the later deadline wins
         await trio.sleep(10)
-        assert [(round(t - start, 3), m.task_id) for t, m in inbox.got] == [(1, "b"), (2, "a")]  # type: ignore[attr-defined]
+        # rung a little late on purpose (`orc.shell.alarms.SLACK`), never early
+        assert [(round(t - start, 1), m.task_id) for t, m in inbox.got] == [(1, "b"), (2, "a")]  # type: ignore[attr-defined]
         await ref.tell(Hold())
         await ref.tell(Arm("c", later(T0, trio.current_time() + 1)))
         await trio.sleep(5)
