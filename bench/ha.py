@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.ha.cluster import HaCluster  # noqa: E402  (the tests' harness)
 
-CONNECTIONS = 128
+CONNECTIONS = 32
 
 
 def _event() -> dict:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
+import fcntl
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,41 +54,51 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Ports for the servers the tests start. The kernel's own pick (a bind to port 0) comes from its
 # ephemeral range (32768-60999 here), which outgoing connections, Docker's published ports and
 # the other pytest-xdist worker all draw from too: between free_port() and the server's bind, any
-# of them may take the port. So free_port() hands out ports below that range: each xdist worker
-# its own share, in turn from a random start (other test runs on the machine), every PORT_STEP-th
-# port (`orc` listens on ORC_WORKER_PORT + i for each of its ORC_WORKER_COUNT workers), skipping
-# any that something holds.
-PORT_LOW, PORT_STEP = 10000, 8
-_ports: Iterator[int] | None = None
+# of them may take the port. So free_port() picks below that range, at random, a block of
+# PORT_BLOCK ports (`orc` listens on ORC_WORKER_PORT + i for each of its ORC_WORKER_COUNT workers)
+# that nothing holds, and claims it with a lock on the block's bytes of one file in /tmp: every
+# test process on the machine (this run's other worker, other runs) passes over a claimed block.
+# The locks go with the process that took them (fcntl locks are not inherited by children).
+PORT_LOW, PORT_BLOCK = 10000, 4
+PORT_LOCKS = Path(tempfile.gettempdir()) / f"orc-test-ports-{os.getuid()}.lock"
+_claimed: set[int] = set()
+_pick = random.Random()  # its own: hypothesis seeds the global one in its tests
+_locks: list[int] = []  # the open lock file: closing it would drop every claim
 
 
-def _port_turns() -> Iterator[int]:
+def _ports_below() -> int:
     try:
-        ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        high = int(ephemeral[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        high = 32768
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    share = list(range(PORT_LOW, high - PORT_STEP + 1, PORT_STEP))[worker::workers]
-    if len(share) < 100:  # an unusual ephemeral range: leave it to the kernel
-        return iter(())
-    first = random.randrange(len(share))
-    return itertools.cycle(share[first:] + share[:first])
+        return 32768
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
-    global _ports
-    if _ports is None:
-        _ports = _port_turns()
-    for port in itertools.islice(_ports, 1000):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+    """The first of PORT_BLOCK ports in a row that nothing holds, for a server to listen on."""
+    if not _locks:
+        _locks.append(os.open(PORT_LOCKS, os.O_RDWR | os.O_CREAT, 0o600))
+    high = _ports_below()
+    for _ in range(1000 if high - PORT_LOW >= 1000 else 0):
+        port = _pick.randrange(PORT_LOW, high - PORT_BLOCK, PORT_BLOCK)
+        if port in _claimed:
+            continue
+        try:
+            fcntl.lockf(_locks[0], fcntl.LOCK_EX | fcntl.LOCK_NB, PORT_BLOCK, port)
+        except OSError:
+            continue  # another test process claimed it
+        _claimed.add(port)
+        if all(_free(p) for p in range(port, port + PORT_BLOCK)):
             return port
-    with socket.socket() as s:
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -705,7 +705,10 @@ async def test_a_job_update_failing_its_health_check_reverts(
     version back; the containers of the stable version that were never replaced kept running."""
     env = {"ORC_HEALTH_INTERVAL": "0.2", "ORC_HEALTH_TIMEOUT": "1", "ORC_HEALTH_FAILURES": "2"}
     async with docker_cluster(tmp_path / "data", engine, **env) as c:
-        update = {"MaxParallel": 1, "MinHealthyTime": 0.5, "HealthyDeadline": 20}
+        # a task is judged healthy once it has run MinHealthyTime without being found
+        # unhealthy, and two failed checks 0.2 s apart take 0.4 s and more: a margin that two
+        # test workers on two busy cores can use up
+        update = {"MaxParallel": 1, "MinHealthyTime": 2, "HealthyDeadline": 20}
         spec = {
             "ID": "web",
             "Count": 2,
