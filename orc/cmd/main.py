@@ -295,6 +295,7 @@ def _serve(what: str, settings: config.Settings, manager_url: str = "") -> int:
     from actors import EscalationError
     from eventlog import CorruptLogError
     from orc.cmd.cluster import run_cluster
+    from orc.cmd.ha import run_ha_manager
     from orc.cmd.manager import run_manager
     from orc.cmd.worker import run_worker
 
@@ -306,7 +307,9 @@ def _serve(what: str, settings: config.Settings, manager_url: str = "") -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per node-to-node request
     status = 0
     try:
-        if what == "manager":
+        if what == "manager" and settings.etcd_endpoints:
+            trio.run(run_ha_manager, settings, _announce)  # one of several, on etcd
+        elif what == "manager":
             trio.run(run_manager, settings, _announce)
         elif what == "worker":
             trio.run(run_worker, settings, manager_url, _announce)

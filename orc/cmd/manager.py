@@ -302,12 +302,8 @@ async def run_manager(
     stop: trio.Event | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM (or `stop`), then shut down in order. Tasks keep running on
-    their workers, which keep their updates until a manager follows them again."""
-    if settings.etcd_endpoints:
-        from orc.cmd.ha import run_ha_manager
-
-        await run_ha_manager(settings, announce, stop)
-        return
+    their workers, which keep their updates until a manager follows them again. With its log
+    in a file: one of several managers on etcd is `orc.cmd.ha.run_ha_manager`."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     event_log = await open_event_log(settings.data_dir / "log", AnyEvent, settings.segment_bytes)
     sup = supervisor("orc-manager")
