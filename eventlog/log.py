@@ -22,6 +22,7 @@ import trio
 
 from eventlog.errors import LogWriteError, Recovery
 from eventlog.framing import HEADER_SIZE, MAGIC, RESERVE_BYTES, array_header, encode_frame
+from eventlog.groupcommit import GroupCommit
 from eventlog.reader import (
     FrameRecords,
     Older,
@@ -109,10 +110,7 @@ class EventLog:
         self._decoder = RecordDecoder(record_type, older)
         self._last_seq = segments[-1].next_seq - 1
         self._writer = WriterThread(f"eventlog writer {directory}")
-        self._queue: list[_Submission] = []
-        self._flushing = False
-        self._idle = trio.Event()
-        self._idle.set()
+        self._group: GroupCommit[_Submission] = GroupCommit(self._flush)
         self._durable = trio.Event()  # set and replaced after each durable flush
         self._tail: deque[tuple[int, int, memoryview]] = deque()  # (first_seq, count, payload)
         self._tail_bytes = 0
@@ -295,8 +293,7 @@ class EventLog:
     async def aclose(self) -> None:
         """Wait for the appends already made, then close. Later appends raise LogWriteError."""
         self._closing = True
-        while self._flushing:
-            await self._idle.wait()
+        await self._group.idle()
         if self._closed:
             await trio.lowlevel.checkpoint()
             return
@@ -338,41 +335,8 @@ class EventLog:
     async def _commit(self, sub: _Submission) -> int:
         if self._closing:
             raise LogWriteError(f"cannot append to event log {self.directory}: the log is closed")
-        self._queue.append(sub)
-        if self._flushing:
-            await self._wait(sub)
-        else:
-            self._flushing = True
-            self._idle = trio.Event()
-            sub.lead = True
-        if sub.lead:
-            with trio.CancelScope(shield=True):
-                await self._lead()
+        await self._group.submit(sub)
         return sub.result()
-
-    async def _wait(self, sub: _Submission) -> None:
-        """Wait until `sub` is durable, failed, or must lead the next flush."""
-        try:
-            await sub.done.wait()
-        except trio.Cancelled:
-            if sub.lead:  # the lead came while we were being cancelled: flush all the same
-                with trio.CancelScope(shield=True):
-                    await self._lead()
-            elif sub in self._queue:  # not picked up yet: it will not be written
-                self._queue.remove(sub)
-            raise
-
-    async def _lead(self) -> None:
-        """Flush everything queued, then pass the lead on to a waiting submission."""
-        batch, self._queue = self._queue, []
-        await self._flush(batch)
-        if self._queue:
-            successor = self._queue[0]
-            successor.lead = True
-            successor.done.set()
-        else:
-            self._flushing = False
-            self._idle.set()
 
     async def _flush(self, batch: list[_Submission]) -> None:
         first = self._last_seq + 1

@@ -48,6 +48,7 @@ import trio
 
 from eventlog.errors import CorruptLogError, LogWriteError
 from eventlog.framing import array_header
+from eventlog.groupcommit import GroupCommit
 from eventlog.reader import RecordDecoder
 from orc.core.events import AnyEvent
 from orc.core.upcast import upcaster
@@ -171,10 +172,7 @@ class EtcdLog:
         self._encoder = msgspec.msgpack.Encoder()
         self._check_one = msgspec.msgpack.Decoder(record_type)
         self._decoder = RecordDecoder(record_type, upcaster(record_type))
-        self._queue: list[_Submission] = []
-        self._flushing = False
-        self._idle = trio.Event()
-        self._idle.set()
+        self._group: GroupCommit[_Submission] = GroupCommit(self._flush)
         self._advanced = trio.Event()  # set and replaced each time `last_seq` grows
         self._tail: deque[tuple[int, list[Any]]] = deque()  # (first seq, records)
         self._tail_count = 0
@@ -442,8 +440,7 @@ class EtcdLog:
     async def aclose(self) -> None:
         """Wait for the appends already made, then close. Later appends raise LogWriteError."""
         self._closing = True
-        while self._flushing:
-            await self._idle.wait()
+        await self._group.idle()
         self._closed = True
         if self._tracking is not None:
             self._tracking.cancel()
@@ -490,47 +487,10 @@ class EtcdLog:
 
     async def _commit(self, sub: _Submission) -> int:
         self._writable("append to the event log")
-        self._queue.append(sub)
-        if self._flushing:
-            await self._wait(sub)
-        else:
-            self._flushing = True
-            self._idle = trio.Event()
-            sub.lead = True
-        if sub.lead:
-            with trio.CancelScope(shield=True):  # bounded: `write_timeout` per transaction
-                await self._lead()
+        # A log that failed meanwhile fails what is still queued: each later flush raises its
+        # error at once (`_flush`), so nothing after a failure is written.
+        await self._group.submit(sub)
         return sub.result()
-
-    async def _wait(self, sub: _Submission) -> None:
-        """Wait until `sub` is written, failed, or must lead the next flush."""
-        try:
-            await sub.done.wait()
-        except trio.Cancelled:
-            if sub.lead:  # the lead came while we were being cancelled: flush all the same
-                with trio.CancelScope(shield=True):
-                    await self._lead()
-            elif sub in self._queue:  # not picked up yet: it will not be written
-                self._queue.remove(sub)
-            raise
-
-    async def _lead(self) -> None:
-        """Flush everything queued, then pass the lead on to a waiting submission."""
-        batch, self._queue = self._queue, []
-        await self._flush(batch)
-        if self._queue:
-            if self._failed is not None:  # no more writes: fail the waiting ones alike
-                waiting, self._queue = self._queue, []
-                for sub in waiting:
-                    sub.error = self._failed
-                    sub.done.set()
-            else:
-                successor = self._queue[0]
-                successor.lead = True
-                successor.done.set()
-                return
-        self._flushing = False
-        self._idle.set()
 
     async def _flush(self, batch: list[_Submission]) -> None:
         """Write the records of `batch` in as few transactions as etcd takes, in order."""
