@@ -185,12 +185,19 @@ def plan(state: ClusterState, spec: JobSpec, now: str) -> tuple[ClusterState, Pa
 
 def _copy(state: ClusterState, job_id: str) -> ClusterState:
     """A copy `apply` may change without changing `state`: each dict and set copied, and the
-    per-job task index of `job_id` too (the only job a plan's pass adds tasks to; a job it
-    registers anew gets an index of its own)."""
+    per-job task index and deployment verdicts of `job_id` too (the only job a plan's pass
+    adds tasks and verdicts to; a job it registers anew gets its own)."""
     fields = {f.name: copy.copy(getattr(state, f.name)) for f in dataclasses.fields(state)}
     result = ClusterState(**fields)
     if job_id in result.job_tasks:
         result.job_tasks[job_id] = dict(result.job_tasks[job_id])
+    job = result.jobs.get(job_id)
+    if job is not None and job.deployment is not None:
+        # `apply` adds a deployment's verdicts in place (`orc.core.state`): the plan's go to a
+        # copy of them, never to the live deployment
+        d = job.deployment
+        verdicts = msgspec.structs.replace(d, healthy=dict(d.healthy), unhealthy=dict(d.unhealthy))
+        result.jobs[job_id] = msgspec.structs.replace(job, deployment=verdicts)
     return result
 
 

@@ -611,6 +611,22 @@ def test_plan_shows_the_pass_on_a_copy_and_leaves_the_state_alone() -> None:
     assert state_digest(sim.state) == before
 
 
+def test_plan_judges_health_on_its_copy_and_never_on_the_live_deployment() -> None:
+    """A plan made after MinHealthyTime judges the running tasks healthy in its copy; the
+    live deployment must not learn it (no log record says so)."""
+    sim = Sim()
+    sim.join(node("n0"))
+    sim.register(spec("web", count=2, update=FAST))
+    sim.round(T0)  # placed and started, not judged yet (MinHealthyTime 10 s)
+    live = sim.state.jobs["web"].deployment
+    assert live is not None and not live.healthy
+    copy, p = plan(sim.state, spec("web", count=3, update=FAST), at(60))
+    assert "healthy" in actions(p)
+    judged = copy.jobs["web"].deployment
+    assert judged is not None and len(judged.healthy) == 2
+    assert not sim.state.jobs["web"].deployment.healthy  # type: ignore[union-attr]
+
+
 def test_reconcile_never_raises_and_never_changes_the_state() -> None:
     sim = deployed_service(count=2)
     assert reconcile(sim.state, "not a time") == Pass([], {})

@@ -29,7 +29,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, free_port, orc_env
-from tests.ha.cluster import ETCD, HaCluster, Manager, NotHa, Proc, Worker
+from tests.ha.cluster import ETCD, HaCluster, Manager, Proc, Worker
 
 TOKEN = "s3cret"
 TTL = 1.0
@@ -247,10 +247,6 @@ def test_real_standbys_and_a_failover(tmp_path: Path) -> None:
             pytest.fail("ORC_REQUIRE_ETCD=1 but no etcd is installed (Debian: etcd-server)")
         pytest.skip("no etcd installed (set ORC_REQUIRE_ETCD=1 to fail instead)")
     c = HaCluster(tmp_path, etcd=1, managers=2, workers=1, lease_ttl=2, token=TOKEN)
-    try:
-        c.start()
-    except NotHa as exc:
-        pytest.skip(f"the managers do not run highly available yet: {exc}")
     with c:
         lead = c.wait_leader()
         standby = next(m for m in c.managers if m is not lead)

@@ -97,4 +97,4 @@ async def test_prohibit_overlap_waits_for_the_run_before(
     jobs = await _run_periodic(tmp_path, prohibit_overlap=True)
     runs = [j["ID"] for j in jobs if j["Parent"] == "nightly"]
     assert runs == ["nightly.periodic-1767225900"]  # the 00:10 run waits: 00:05's is not done
-    assert "overlap" in jobs[0]["Waiting"].lower() or "ProhibitOverlap" in jobs[0]["Waiting"]
+    assert "nightly.periodic-1767225900 is still running (ProhibitOverlap)" in jobs[0]["Waiting"]
