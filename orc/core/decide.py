@@ -52,8 +52,7 @@ from orc.core.events import (
     TaskUnhealthy,
     TaskUnplaced,
 )
-from orc.core.jobs import LIVE, STOPPED, JobAccepted, changes
-from orc.core.jobspec import template_of
+from orc.core.jobs import LIVE, STOPPED, JobAccepted, changes, rolls
 from orc.core.messages import (
     Join,
     LogBehind,
@@ -522,12 +521,10 @@ def register(state: ClusterState, cmd: SubmitJob, limits: Limits) -> Decision:
         diff = changes(job.spec, spec)
         reason = "updated: " + ("; ".join(diff) if diff else "restarted after a stop")
     event = JobRegistered(at=cmd.now, job=spec, version=version, reason=reason)
-    rolls = (
-        job is not None and spec.type == "service" and template_of(spec) != template_of(job.spec)
-    )
+    rolling = job is not None and rolls(job.spec, spec)
     message = (
         f"version {version}: a rolling update replaces the tasks of older versions"
-        if rolls
+        if rolling
         else f"version {version}"
     )
     return Decision(

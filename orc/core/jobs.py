@@ -40,6 +40,12 @@ def task_id_for(job_id: str, n: int) -> str:
 _PLACED = frozenset({State.PENDING, State.SCHEDULED, State.RUNNING})
 
 
+def rolls(old: JobSpec, new: JobSpec) -> bool:
+    """Registering `new` over `old` starts a rolling update: a service whose task template
+    (as `template_of` says) changes. A change of Count or Name replaces nothing."""
+    return new.type == "service" and template_of(new) != template_of(old)
+
+
 class Deployment(msgspec.Struct, frozen=True, gc=False):
     """A rolling update to `version`: `running` until every slot runs a healthy task of it
     (`successful`), one of its tasks fails or is not healthy in time (`failed`), or the job

@@ -54,8 +54,8 @@ from orc.core.jobs import (
     Deployment,
     JobRecord,
     JobVersion,
+    rolls,
 )
-from orc.core.jobspec import template_of
 from orc.core.model import NodeInfo, State, Task
 from orc.core.quarantine import MAX_DETAIL, QUARANTINED, Quarantine
 from orc.core.restarts import RestartState, fmt_seconds
@@ -353,7 +353,7 @@ def _job_registered(state: ClusterState, e: JobRegistered) -> None:
         state.job_tasks.setdefault(spec.id, {})
         return
     deployment = job.deployment
-    if spec.type == "service" and template_of(spec) != template_of(job.spec):
+    if rolls(job.spec, spec):
         deployment = Deployment(e.version, RUNNING, e.at)
     elif deployment is not None and deployment.state == RUNNING and spec.type != "service":
         deployment = _replace(deployment, state=CANCELLED, reason="the job is no longer a service")
