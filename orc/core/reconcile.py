@@ -138,6 +138,17 @@ class Pass(NamedTuple):
     events: list[AnyEvent]
     wake: dict[str, str]
 
+    def due(self, now: str) -> set[str]:
+        """The jobs that asked to be looked at again by `now` already: a pass that reverted
+        a job asks for the reverted version's pass at once. Every other decision waits for
+        the events it causes, or for its time."""
+        at = _time(now)
+        if at is None:
+            return set()
+        return {
+            job for job, when in self.wake.items() if (w := _time(when)) is not None and w <= at
+        }
+
 
 def reconcile(state: ClusterState, now: str, job_ids: Iterable[str] | None = None) -> Pass:
     """The pass for `job_ids` (None: every job) at `now`. Pure and total: it never changes

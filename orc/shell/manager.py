@@ -109,7 +109,6 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     ScaleJob: decide.scale,
     StopJob: decide.stop_job,
     RevertJob: decide.revert,
-    JobsDue: lambda s, m: decide.nothing(),  # a reconcile pass follows (`_reconcile`)
 }
 
 # Reconcile passes after one change, at most: a pass's own events may call for another (a
@@ -281,6 +280,9 @@ class Manager(Actor):
                 if isinstance(env.message, ResendState):
                     await self._resync(env.message.role)
                     env.reply(None)
+                elif isinstance(env.message, JobsDue):  # from the JobTimer: a pass, no command
+                    await self._reconcile(set(env.message.job_ids))
+                    env.reply(None)
                 else:
                     env.reply(self._read(env.message))
                 continue
@@ -325,9 +327,7 @@ class Manager(Actor):
             env.reply(d.reply)
         await self._act(events)
         await self._placements_refused(group, decisions)
-        due = [j for env in group if isinstance(env.message, JobsDue) for j in env.message.job_ids]
-        jobs = touched(self.state.jobs, self.state.tasks, events)
-        await self._reconcile(None if jobs is None else jobs | set(due))
+        await self._reconcile(touched(self.state.jobs, self.state.tasks, events))
         await self._keep_up(len(events))
 
     def _apply(self, events: list[AnyEvent]) -> None:
@@ -339,8 +339,8 @@ class Manager(Actor):
     async def _reconcile(self, jobs: set[str] | None) -> None:
         """Run the reconciler (`orc.core.reconcile`) over `jobs` (None: all) and carry out
         its decisions: each pass's events go to the log as one batch, then act as any
-        other events do (placements to the scheduler, stops to the workers). A pass's own
-        events may touch jobs again; passes stop when one decides nothing."""
+        other events do (placements to the scheduler, stops to the workers). Another pass
+        follows at once only for the jobs a pass asks it for (`Pass.due`: a revert)."""
         for _ in range(MAX_PASSES):
             if (jobs is not None and not jobs) or not self.state.jobs or self.jobs_held:
                 return
@@ -360,7 +360,7 @@ class Manager(Actor):
                 return
             self._apply(done.events)
             await self._act(done.events)
-            jobs = touched(self.state.jobs, self.state.tasks, done.events)
+            jobs = done.due(self.clock())
 
     async def _keep_up(self, appended: int) -> None:
         """Now and then record a digest of the state, and snapshot it so start-up stays fast.

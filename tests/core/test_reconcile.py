@@ -674,3 +674,10 @@ def test_a_big_service_with_nothing_to_do_decides_nothing(big: tuple[ClusterStat
     assert len(state.job_tasks["big"]) == 10_000 and job.stable == 0
     assert sum(t.state in ACTIVE for t in state.tasks.values()) == 10_000
     assert reconcile(state, now) == Pass([], {})
+
+
+def test_a_pass_is_due_again_at_once_only_for_the_jobs_that_ask() -> None:
+    p = Pass([], {"now": at(10), "later": at(11), "garbled": "not a time"})
+    assert p.due(at(10)) == {"now"}
+    assert p.due(at(11)) == {"now", "later"}
+    assert p.due("not a time") == set()

@@ -25,6 +25,7 @@ from tests.ha.cluster import ETCD, HaCluster, Manager
 LEASE_TTL = 2
 NODE_TTL = 2.0
 
+
 @pytest.fixture(autouse=True)
 def _etcd_installed() -> None:
     """As the other etcd tests: skip without etcd, unless ORC_REQUIRE_ETCD=1 says fail."""
