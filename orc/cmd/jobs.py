@@ -37,10 +37,10 @@ from orc.cmd.client import (
     fail,
     out,
 )
+from orc.core.jobspec import JOB_ID_PATTERN, JOB_ID_WORDS
 
 POLL = 0.5  # seconds between looks at a rollout: one job, two requests a second
-# orc.core.jobspec.JobId
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 PLACED = ("Pending", "Scheduled", "Running")
 
 app = typer.Typer(
@@ -332,8 +332,7 @@ def _check(job_id: str) -> str:
     if not _JOB_ID.match(job_id):
         fail(
             USAGE,
-            f"{job_id!r} is not a job ID: 1 to 64 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit",
+            f"{job_id!r} is not a job ID: {JOB_ID_WORDS}",
         )
     return job_id
 

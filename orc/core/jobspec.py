@@ -27,13 +27,13 @@ MAX_SECONDS = 366 * 24 * 3600  # a year: the longest interval, delay or deadline
 MAX_CRON = 256
 JOB_TYPES = ("service", "batch", "system")
 
-JobId = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-    ),
-]
+# A job ID and a node attribute's name, said once: the edge, the CLI, the API's schema and
+# node registration check them with these.
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+JOB_ID_WORDS = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description=JOB_ID_WORDS)]
 Count = Annotated[
     int, msgspec.Meta(ge=0, le=MAX_COUNT, description=f"a whole number from 0 to {MAX_COUNT}")
 ]
@@ -54,7 +54,7 @@ JobType = Annotated[
 Attribute = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$",
+        pattern=ATTRIBUTE_PATTERN,
         description="an attribute name: 1 to 64 letters, digits, '_', '.' or '-'",
     ),
 ]

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
+from orc.core.jobspec import ATTRIBUTE_PATTERN
 from orc.core.model import Constraint, NodeInfo, State, Task
 from orc.core.spec import MAX_BYTES, MAX_CPU, MAX_NAME
 
@@ -152,7 +153,6 @@ def job_counts(tasks: Iterable[Task]) -> dict[str, dict[str, int]]:
 # -- node attributes, constraints and spread --------------------------------------------------
 
 NODE_ATTRIBUTE = "node"  # built in: the node's name, whatever the node declares
-ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"  # as `orc.core.jobspec.Attribute`
 MAX_ATTRS = 64
 MAX_ATTR_VALUE = MAX_NAME  # a constraint's value may be this long, so an attribute too
 _ATTRIBUTE = re.compile(ATTRIBUTE_PATTERN)

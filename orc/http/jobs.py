@@ -20,7 +20,14 @@ from quart_trio import QuartTrio
 
 from actors import ActorRef
 from orc.clock import now
-from orc.core.jobspec import JobSpec, RevertBody, ScaleBody, job_problem
+from orc.core.jobspec import (
+    JOB_ID_PATTERN,
+    JOB_ID_WORDS,
+    JobSpec,
+    RevertBody,
+    ScaleBody,
+    job_problem,
+)
 from orc.core.messages import (
     GetJob,
     JobVersions,
@@ -41,8 +48,7 @@ ROOT = "Job"
 T = TypeVar("T")
 
 # The JobId bound of orc.core.jobspec, for IDs in a path.
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-JOB_ID_WORDS = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 _job = msgspec.json.Decoder(JobSpec)
 _scale = msgspec.json.Decoder(ScaleBody)

@@ -29,13 +29,12 @@ from quart_trio import QuartTrio
 from orc.core.dryrun import JobPlan
 from orc.core.events import WireEvent, WireWorkerUpdate
 from orc.core.jobs import JobAccepted, JobVersionView, JobView
-from orc.core.jobspec import JobSpec, RevertBody, ScaleBody
+from orc.core.jobspec import JOB_ID_PATTERN, JOB_ID_WORDS, JobSpec, RevertBody, ScaleBody
 from orc.core.messages import OrderResults, Orders
 from orc.core.model import NodeInfo, Task, TaskEvent
 from orc.core.nodeview import NodeView
 from orc.core.spec import TaskEventBody
 from orc.ha.registry import ClusterView
-from orc.http.jobs import JOB_ID_WORDS
 from orc.http.metrics import route_template
 from orc.http.wire import (
     Error,
@@ -115,7 +114,6 @@ BAD_BODY = Answer(
     Error,
 )
 TASK_ID = {"task_id": "the task's ID, a UUID"}
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # orc.core.jobspec.JobId
 # Each path parameter: its description, and its schema (anything else is answered 400).
 PATH_PARAMETERS = {
     "task_id": (TASK_ID["task_id"], {"type": "string", "format": "uuid"}),

@@ -14,10 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orc.core.jobspec import Attribute
 from orc.core.model import Constraint, NodeInfo, State, Task
 from orc.core.placement import (
-    ATTRIBUTE_PATTERN,
     POLICIES,
     Allocation,
     Placer,
@@ -366,13 +364,6 @@ def test_placer_equals_choose_on_any_constraints_and_spread(
 
 
 # -- what a node may declare ------------------------------------------------------------------
-
-
-def test_the_attribute_name_pattern_is_the_job_specs() -> None:
-    info = msgspec.inspect.type_info(Attribute)
-    assert isinstance(info, msgspec.inspect.Metadata)
-    assert isinstance(info.type, msgspec.inspect.StrType)
-    assert info.type.pattern == ATTRIBUTE_PATTERN
 
 
 @pytest.mark.parametrize(
