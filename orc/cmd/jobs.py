@@ -318,11 +318,8 @@ def history(
         out.print(jsonlib.dumps(story), markup=False)
         return
     told = _story_text(story)
-    if told is not None:
-        out.print(told, markup=False)
-        return
-    for entry in _entries(story):
-        out.print(_entry_text(entry), markup=False)
+    # an orc of another version may tell it in another shape: then as it came
+    out.print(told if told is not None else jsonlib.dumps(story, indent=2), markup=False)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -382,8 +379,6 @@ def _outcome(view: dict[str, Any], version: int) -> tuple[bool, str] | None:
         return False, f"replaced by version {view['Version']} ({_reason(view)})"
     if view["Status"] == "stopped":
         return False, "the job was stopped"
-    if view["Status"] == "failed":
-        return False, f"the job failed: {view['Waiting'] or _reason(view)}"
     tasks = view["Tasks"]
     waiting = tasks.get("Pending", 0) + tasks.get("Scheduled", 0)
     running = tasks.get("Running", 0)
@@ -578,26 +573,3 @@ def _story_text(story: Any) -> str | None:
         return job_text(msgspec.convert(story, JobStory))
     except msgspec.ValidationError:
         return None
-
-
-def _entries(story: Any) -> list[Any]:
-    """The entries of a job's history, whatever the answer's exact shape."""
-    if isinstance(story, list):
-        return story
-    if isinstance(story, dict):
-        for key in ("events", "Events", "entries", "Entries", "rows", "Rows"):
-            if isinstance(story.get(key), list):
-                return list(story[key])
-    return [story]
-
-
-def _entry_text(entry: Any) -> str:
-    if not isinstance(entry, dict):
-        return str(entry)
-    at = entry.get("At") or entry.get("at") or ""
-    text = entry.get("Text") or entry.get("text") or entry.get("Reason") or entry.get("reason")
-    if not text:
-        kind = entry.get("Kind") or entry.get("kind") or entry.get("event") or ""
-        rest = {k: v for k, v in entry.items() if v not in (None, "") and k.lower() != "at"}
-        text = f"{kind} {jsonlib.dumps(rest)}".strip()
-    return f"{_when(str(at))}  {text}".strip()

@@ -45,3 +45,26 @@ def test_an_unchanged_spec_plans_no_version_and_a_new_template_a_rolling_update(
     new = dry_run(sim.state, spec("web", count=2, env=["V=2"]), T0, "epvm")
     assert (new.changed, new.version, new.rolling_update) == (True, 1, True)
     assert any(line.startswith("Task.Env") for line in new.changes)
+
+
+# -- a client's job requests refused (`orc.core.decide`) -----------------------------------------
+
+
+def test_a_count_over_max_tasks_and_scaling_a_system_or_periodic_job_are_refused() -> None:
+    from orc.core import decide
+    from orc.core.jobspec import PeriodicSpec
+    from orc.core.messages import ScaleJob, SubmitJob
+
+    sim = _cluster()
+    too_many = decide.register(sim.state, SubmitJob(spec("big", count=3), T0), decide.Limits(2, 9))
+    reply = too_many.reply
+    assert too_many.events == [] and reply is not None and reply.status == 400
+    assert "Job.Count: 3 is more tasks than orc holds at once (2, ORC_MAX_TASKS)" in reply.message
+    sim.register(spec("everywhere", type="system"))
+    sim.register(spec("nightly", type="batch", periodic=PeriodicSpec(cron="0 3 * * *")))
+    for job_id, words in (("everywhere", "is a system job"), ("nightly", "is periodic")):
+        refused = decide.scale(sim.state, ScaleJob(job_id, 5, T0))
+        assert refused.events == [] and refused.reply is not None
+        assert refused.reply.status == 400 and words in refused.reply.message
+    missing = decide.scale(sim.state, ScaleJob("nope", 5, T0)).reply
+    assert missing is not None and (missing.status, missing.message) == (404, "no job with ID nope")

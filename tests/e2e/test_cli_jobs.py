@@ -121,6 +121,13 @@ def test_run_status_plan_scale_versions_stop(cli: Cli, tmp_path: Path) -> None:
     assert json.loads(cli("job", "status", "sleepers", "--json").stdout)["Status"] == "stopped"
     assert [t["JobID"] for t in httpx.get(f"{cli.addr}/tasks").json()] == ["sleepers"] * 3
 
+    story = cli("job", "history", "sleepers")
+    assert story.returncode == 0, story.stderr
+    assert "job sleepers 'two sleepers' (service)" in story.stdout and "VERSIONS (1)" in story.stdout
+    assert "scaled from 2 to 3 by request" in story.stdout
+    never = cli("job", "revert", "sleepers", "7")
+    assert never.returncode == 1 and "404: job sleepers has no version 7" in _one_line(never.stderr)
+
 
 def test_run_watches_the_rollout_until_it_succeeds(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "quick.json"
@@ -158,7 +165,12 @@ def test_a_bad_file_or_id_is_a_usage_error(
     assert "the job has no ID" in _one_line(capsys.readouterr().err)
     assert main(["job", "versions", "not/an/id"]) == 2
     assert "is not a job ID" in _one_line(capsys.readouterr().err)
-    assert main(["job", "revert", "web", "-1"]) == 2
+    assert main(["job", "revert", "web", "-1"]) == 2  # an option, to the parser
+    assert "No such option: -1" in _one_line(capsys.readouterr().err)
+    assert main(["job", "revert", "web", "--", "-1"]) == 2
+    assert "VERSION must be 0 or more, got -1" in _one_line(capsys.readouterr().err)
+    assert main(["job", "status", "--addr", "http://127.0.0.1:9"]) == 3  # nothing listens
+    assert "cannot reach orc at http://127.0.0.1:9" in _one_line(capsys.readouterr().err)
     assert main(["job", "--help"]) == 0
     assert "Examples: `orc job run web.toml`" in capsys.readouterr().out
 
@@ -172,3 +184,5 @@ def test_errors_from_orc_are_one_line_with_status_1(cli: Cli, tmp_path: Path) ->
     assert "400: Job.Count: must be a whole number from 0 to 10000" in _one_line(done.stderr)
     unknown = cli("job", "scale", "nope", "2")
     assert unknown.returncode == 1 and "404: no job with ID nope" in _one_line(unknown.stderr)
+    untold = cli("job", "history", "nope")
+    assert untold.returncode == 1 and "404: no job with ID nope" in _one_line(untold.stderr)
