@@ -123,7 +123,8 @@ def test_run_status_plan_scale_versions_stop(cli: Cli, tmp_path: Path) -> None:
 
     story = cli("job", "history", "sleepers")
     assert story.returncode == 0, story.stderr
-    assert "job sleepers 'two sleepers' (service)" in story.stdout and "VERSIONS (1)" in story.stdout
+    assert "job sleepers 'two sleepers' (service)" in story.stdout
+    assert "VERSIONS (1)" in story.stdout
     assert "scaled from 2 to 3 by request" in story.stdout
     never = cli("job", "revert", "sleepers", "7")
     assert never.returncode == 1 and "404: job sleepers has no version 7" in _one_line(never.stderr)
