@@ -68,6 +68,7 @@ from orc.ha.log import EtcdLog
 from orc.ha.registry import LEADER, STANDBY, ClusterView, ManagerEntry, Registration, cluster_view
 from orc.http.app import error, json_response, require_token, serve_app
 from orc.http.wire import Standby as StandbyAnswer
+from orc.http.wire import leader_only
 from orc.replay.read import read_etcd
 from orc.shell.manager import Handoff
 from orc.shell.meter import ManagerMeter
@@ -185,18 +186,13 @@ class Front:
         self.proxies.current = proxies if proxies is not None else {}
 
 
-def _leader_only(method: str, path: str) -> bool:
-    """Writes, and a task's logs: only the leader's proxies reach the workers."""
-    return method not in ("GET", "HEAD") or (path.startswith("/tasks/") and path.endswith("/logs"))
-
-
 def add_leader_redirect(app: QuartTrio, front: Front) -> None:
     """On a standby, send what only the leader can do to the leader (`307`), or say that no
     manager leads now (`503`, Retry-After: 1). After the token check (registered before)."""
 
     @app.before_request
     async def to_the_leader() -> Response | None:
-        if front.leads or not _leader_only(request.method, request.path):
+        if front.leads or not leader_only(request.method, request.path):
             return None
         leader = front.leader()
         if leader is None or leader.name == front.name or not leader.address:

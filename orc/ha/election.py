@@ -28,6 +28,7 @@ import trio
 
 from orc.clock import now
 from orc.ha.etcd import (
+    LEASE_NOT_FOUND,
     EtcdClient,
     EtcdCompacted,
     EtcdError,
@@ -45,7 +46,6 @@ from orc.ha.log import Fence
 logger = logging.getLogger("orc.ha")
 
 _RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # seconds between retries while etcd is unavailable
-_LEASE_NOT_FOUND = 5  # gRPC NOT_FOUND: etcd's "requested lease not found"
 
 
 class Leader(msgspec.Struct, rename="pascal", frozen=True):
@@ -254,7 +254,7 @@ class Election:
                 retry = min(retry * 2, _RETRY_MAX)
                 continue
             except EtcdError as exc:
-                if exc.code != _LEASE_NOT_FOUND:
+                if exc.code != LEASE_NOT_FOUND:
                     raise
                 await self._grant()  # it ran out meanwhile
                 continue

@@ -34,6 +34,7 @@ DEFAULT_TIMEOUT = 3.0  # seconds one endpoint has to answer; etcd answers in mil
 
 # gRPC status codes (as the gateway reports them) that mean "not now, maybe elsewhere"
 _CANCELLED, _UNKNOWN, _DEADLINE_EXCEEDED, _OUT_OF_RANGE, _UNAVAILABLE = 1, 2, 4, 11, 14
+LEASE_NOT_FOUND = 5  # gRPC NOT_FOUND, as etcd answers for a lease expired or revoked already
 
 
 class EtcdError(Exception):
@@ -520,7 +521,7 @@ class EtcdClient:
         try:
             await self._call("/v3/lease/revoke", _LeaseIdRequest(lease), _PUT)
         except EtcdError as exc:
-            if exc.code == 5:  # NOT_FOUND: expired or revoked already
+            if exc.code == LEASE_NOT_FOUND:
                 return False
             raise
         return True

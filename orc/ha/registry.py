@@ -16,13 +16,12 @@ import msgspec
 import trio
 
 from orc.ha.election import Leader, read_leader
-from orc.ha.etcd import EtcdClient, EtcdError
+from orc.ha.etcd import LEASE_NOT_FOUND, EtcdClient, EtcdError
 from orc.ha.keys import Keys
 
 logger = logging.getLogger("orc.ha")
 
 LEADER, STANDBY = "leader", "standby"
-_LEASE_NOT_FOUND = 5  # gRPC NOT_FOUND: etcd's "requested lease not found"
 
 
 class ManagerEntry(msgspec.Struct, rename="pascal", frozen=True):
@@ -101,7 +100,7 @@ class Registration:
                     await self._put()
                 except EtcdError as exc:
                     problem = exc.message
-                    if exc.code == _LEASE_NOT_FOUND:
+                    if exc.code == LEASE_NOT_FOUND:
                         self._lease = 0
                 if problem != said:
                     if problem:

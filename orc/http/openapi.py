@@ -45,6 +45,7 @@ from orc.http.wire import (
     Standby,
     Stats,
     WorkerStats,
+    leader_only,
 )
 from orc.nodes.base import StreamLine
 from orc.replay.story import History, JobStory
@@ -661,7 +662,7 @@ def _operation(
 def _redirects(op: Op, role: str) -> dict[int, Answer]:
     """A manager's writes, and the reads only the leader can answer (a task's logs come from
     its worker), may be sent on to the leader: `307`."""
-    if role == "manager" and (op.method != "GET" or op.path == "/tasks/{task_id}/logs"):
+    if role == "manager" and leader_only(op.method, op.path):
         return {307: STANDBY}
     return {}
 

@@ -132,3 +132,15 @@ class WorkerStats(msgspec.Struct, forbid_unknown_fields=True):
     CPUStats: CPUStats
     LoadStats: LoadStats
     TaskCount: int
+
+
+# -- which requests only the leader answers (several managers on etcd) --------------------------
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def leader_only(method: str, path: str) -> bool:
+    """Writes, and a task's logs (only the leader's proxies reach the workers): a standby
+    sends these on to the leader (`307`). One rule for the standby's redirect and for the API
+    document, which says where a 307 may come; `path` is a request's or a route's template."""
+    return method not in READS or (path.startswith("/tasks/") and path.endswith("/logs"))

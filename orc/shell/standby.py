@@ -41,21 +41,18 @@ def _nowhere() -> ActorRef[object]:
 
 
 class Standby(Manager):
-    """Follows `log` (read-only, kept current by `EtcdLog.track`) into its state.
-
-    `ready` is set once the state is read from the log: the manager campaigns after that, so
-    that winning never waits for a whole read."""
+    """Follows `log` (read-only, kept current by `EtcdLog.track`) into its state. Its first
+    answer comes once the state is read from the log (`started`): the manager campaigns after
+    that, so that winning never waits for a whole read."""
 
     def __init__(self, log: EtcdLog, meter: ManagerMeter) -> None:
         super().__init__(log, _nowhere(), {}, meter=meter)
         self.etcd_log = log
         self.seq = 0  # the last record applied
         self.base = 0  # the snapshot the state was read from
-        self.ready = trio.Event()
 
     async def started(self) -> None:
         await self._load()
-        self.ready.set()
 
     async def _load(self) -> None:
         """Read the state from the log, waiting out etcd's unavailability (a standby has
