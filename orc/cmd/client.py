@@ -137,9 +137,10 @@ class Api:
     def _follow(
         self, method: str, addr: str, path: str, stream: bool, kw: dict[str, Any]
     ) -> httpx.Response:
-        """`method path` at `addr`, and again at each 307's Location (at most REDIRECTS)."""
+        """`method path` at `addr`, and again at each 307's Location (at most REDIRECTS
+        hops, as the worker follows them)."""
         url, where = addr + path, addr
-        for _ in range(REDIRECTS):
+        for _ in range(REDIRECTS + 1):  # the first request, then one per hop
             try:
                 r = self.http.send(self.http.build_request(method, url, **kw), stream=stream)
             except httpx.TransportError as exc:
