@@ -4,7 +4,9 @@ The first submission to find no write running leads: it writes everything queued
 the lead to the first submission queued meanwhile (or, with none, lets the log go idle). The
 others wait. A log supplies `flush(batch)`, which must settle every submission of the batch
 (set its result or its error, then its `done`). Shared by the file log (`eventlog.log`) and
-orc's log in etcd (`orc.ha.log`): one write at a time, in order, as large as the load makes it.
+orc's log in etcd (`orc.ha.log`): one write at a time, in order, as large as the load makes it;
+and by the process driver's launches (`orc.drivers.process`), whose files and requests to the
+launcher go in groups the same way.
 """
 
 from __future__ import annotations

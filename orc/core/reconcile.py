@@ -261,6 +261,14 @@ def _time(at: str | None) -> datetime | None:
         return None
 
 
+@lru_cache(maxsize=1 << 16)
+def _later(at: str | None, seconds: float) -> datetime | None:
+    """`seconds` after the time `at` (None when it has none): remembered, as `_time` is, for
+    the tasks a pass judges, which share a few start and creation times."""
+    moment = _time(at)
+    return None if moment is None else _after(moment, seconds)
+
+
 def _after(moment: datetime, seconds: float) -> datetime:
     """`moment` + `seconds`; `_NEVER` past the end of dates."""
     try:
@@ -635,15 +643,17 @@ class _Job:
         if why:
             return why
         if t.state == _RUNNING:
-            started = _time(t.starts_at)
-            if started is not None:
-                ready = _after(started, update.min_healthy_time)
+            ready = _later(t.starts_at, update.min_healthy_time)
+            if ready is not None:
                 if self.at >= ready:
                     return True
                 self.wake_at(ready)
-        made, began = _time(t.created_at), _time(d.started_at)
-        start = max((m for m in (made, began) if m is not None), default=self.at)
-        deadline = _after(start, update.healthy_deadline)
+        # the deadline runs from the task's making, or the deployment's start if later
+        made = _later(t.created_at, update.healthy_deadline)
+        began = _later(d.started_at, update.healthy_deadline)
+        if made is None or (began is not None and began > made):
+            made = began
+        deadline = made if made is not None else _after(self.at, update.healthy_deadline)
         if self.at >= deadline:
             return f"not healthy within {fmt_seconds(update.healthy_deadline)} (HealthyDeadline)"
         self.wake_at(deadline)

@@ -7,8 +7,8 @@ its real exit status. The worker and the shim speak through the directory's file
 
 - `launch`: the intent, written by the worker **before** it asks for the process: the task,
   its attempt (`RestartCount`) and a launch ID. A launch is carried out only while its intent
-  stands, and the directory's lock (held by the launcher, then by the shim for as long as it
-  lives) tells recovery whether a shim is alive. So after a SIGKILL at any instant a restarted
+  stands, and the directory's lock (held by the shim until it has recorded the process's end)
+  tells recovery whether a shim is at work on it. So after a SIGKILL at any instant a restarted
   worker finds the run that was started (and adopts it) or knows that none was (and starts
   one): an attempt is never started twice.
 - `run.json`: written by the shim once the process runs: the task, the pids and start times
@@ -47,6 +47,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from eventlog.groupcommit import GroupCommit
 from orc.core.model import Task
 from orc.drivers.base import (
     DriverUnavailable,
@@ -71,6 +72,7 @@ log = logging.getLogger("orc.drivers.process")
 SPARES = 8  # spare working directories kept ready
 TASK_PATH = "/usr/local/bin:/usr/bin:/bin"  # the PATH a task gets unless its Env sets one
 LAUNCH_TIMEOUT = 30.0  # seconds a launch waits for the launcher's answer before reading files
+MESSAGE_BYTES = 1 << 16  # a message of launch requests carries this much at most (but one)
 SETTLE_TIMEOUT = 10.0  # seconds recovery waits for a shim that is starting its process
 SHIM = Path(__file__).with_name("shim.py")
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -185,6 +187,49 @@ class LaunchReply(msgspec.Struct, frozen=True):
     resolve: str = ""
 
 
+_GONE = LaunchReply("")  # expected no more: the launcher's end went while a request was sent
+
+
+def _messages(requests: list[LaunchRequest]) -> Iterator[tuple[list[str], bytes]]:
+    """`requests` as messages to the launcher (JSON lists), each with the launch IDs it
+    carries: at most MESSAGE_BYTES each, but for a request larger on its own."""
+    launches: list[str] = []
+    parts: list[bytes] = []
+    size = 0
+    for request in requests:
+        part = msgspec.json.encode(request)
+        if parts and size + len(part) + 1 > MESSAGE_BYTES:
+            yield launches, b"[" + b",".join(parts) + b"]"
+            launches, parts, size = [], [], 0
+        launches.append(request.launch)
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield launches, b"[" + b",".join(parts) + b"]"
+
+
+class _Launch:
+    """A launch on its way in a group (`ProcessDriver._launch_group`, a `GroupCommit`): what
+    it asks for, and what preparing it found. `outcome`: this attempt ran before a restart
+    of orc (how it is, or how it ended); `error`: it cannot go ahead. Neither: its request was
+    sent, and its reply is awaited."""
+
+    __slots__ = ("argv", "done", "env", "error", "id", "lead", "outcome", "task", "workdir")
+
+    def __init__(
+        self, task: Task, workdir: Path, launch: str, argv: list[str], env: dict[str, str]
+    ) -> None:
+        self.task = task
+        self.workdir = workdir
+        self.id = launch
+        self.argv = argv
+        self.env = env
+        self.outcome: ProcessHandle | Exit | None = None
+        self.error: LaunchError | None = None
+        self.done = trio.Event()
+        self.lead = False
+
+
 # -- the working directory's files (blocking: called in threads) ---------------------------------
 
 
@@ -217,8 +262,8 @@ def _read_run(workdir: Path) -> RunRecord | None:
 
 @contextlib.contextmanager
 def _dir_lock(workdir: Path) -> Iterator[bool]:
-    """Try the directory's lock: True when we hold it now, so no shim of the task is alive and
-    none can be forked until we let go; False when one is (or is being forked)."""
+    """Try the directory's lock: True when we hold it now, so no shim is at work on the task
+    and none can start it until we let go; False when one is (or is being forked)."""
     fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -339,17 +384,33 @@ def _prepare_launch(
     return used
 
 
-def _after_shim(workdir: Path, handle: ProcessHandle) -> Exit | None:
-    """How the process ended, once its shim has: its record; or None when the shim ended
-    first (killed) and the process lives on."""
+def _exit_of(workdir: Path, launch: str) -> Exit | None:
+    """How the run `launch` ended, if its shim has recorded it."""
     ended = read_exit_record(workdir)
-    if ended is not None and ended.launch == handle.launch:
+    if ended is not None and ended.launch == launch:
         return ended.exit
-    if start_ticks(handle.pid) == handle.start_ticks:
-        return None
-    result = Exit(None, UNKNOWN_SHIM_GONE)
-    record_exit(workdir, result, handle.launch, handle.attempt)
-    return result
+    return None
+
+
+def _prepare_launches(
+    launches: list[tuple[Path, Task, str, Path | None]], ours: str
+) -> list[bool | ProcessHandle | Exit | LaunchError]:
+    """`_prepare_launch` for each of a group of launches (working directory, task, launch ID,
+    spare), each outcome on its own: an error preparing one does not stop the others."""
+    outcomes: list[bool | ProcessHandle | Exit | LaunchError] = []
+    for workdir, task, launch, spare in launches:
+        try:
+            outcomes.append(_prepare_launch(workdir, task, launch, spare, ours))
+        except OSError as exc:
+            # a spare the failed launch did not use is left on disk for the next start to find
+            outcomes.append(
+                LaunchError(
+                    f"cannot prepare the working directory {workdir}: {exc.strerror or exc}"
+                )
+            )
+        except DriverUnavailable as exc:
+            outcomes.append(LaunchError(f"cannot tell whether the process started: {exc}"))
+    return outcomes
 
 
 def _saved_tasks(root: Path) -> list[Task]:
@@ -426,33 +487,51 @@ class Launcher:
             os.close(errors)
         return process, trio.socket.from_stdlib_socket(ours)
 
-    async def launch(self, request: LaunchRequest) -> LaunchReply | None:
-        """The reply to `request`; None when none can come (the launcher ended) or none came
-        within LAUNCH_TIMEOUT: the files tell then."""
-        process, sock = await self.start()
-        message = msgspec.json.encode(request)
-        self._waiting[request.launch] = None
-        try:
+    async def send(self, requests: list[LaunchRequest]) -> dict[str, LaunchError]:
+        """Send `requests` in as few messages as fit (a shim takes a message whole), each
+        reply to be awaited with `reply`. Returns the requests refused, by launch ID: those
+        larger than a message may be. OSError when the launcher cannot be started."""
+        _, sock = await self.start()
+        refused: dict[str, LaunchError] = {}
+        for launches, message in _messages(requests):
+            for launch in launches:
+                self._waiting[launch] = None
             try:
                 async with self._send_lock:
                     await sock.send(message)
             except OSError as exc:
-                if exc.errno == errno.EMSGSIZE:
-                    raise LaunchError(
+                if exc.errno != errno.EMSGSIZE:
+                    for launch in launches:
+                        self._waiting[launch] = _GONE  # no reply can come: the files tell
+                elif len(launches) == 1:
+                    refused[launches[0]] = LaunchError(
                         f"its Cmd and Env take {len(message)} bytes, more than a launch carries"
-                    ) from None
-                return None  # the launcher's end is gone
-            with trio.move_on_after(LAUNCH_TIMEOUT):
-                while (reply := self._waiting[request.launch]) is None:
-                    async with self._read_lock:
-                        waiting = self._waiting[request.launch] is None
-                        if waiting and not await self._read(process, sock):
-                            return None
-                return reply
-            log.warning("the process launcher of %s did not answer %s", self.root, request.launch)
+                    )
+                else:  # the socket takes less than MESSAGE_BYTES: one at a time, then
+                    alone = [r for r in requests if r.launch in launches]
+                    for one in alone:
+                        refused |= await self.send([one])
+        return refused
+
+    async def reply(self, launch: str) -> LaunchReply | None:
+        """The reply to the request `launch` (sent with `send`); None when none can come (the
+        launcher ended) or none came within LAUNCH_TIMEOUT: the files tell then."""
+        process, sock = self._process, self._socket
+        if process is None or sock is None or launch not in self._waiting:
             return None
-        finally:
-            del self._waiting[request.launch]
+        with trio.move_on_after(LAUNCH_TIMEOUT):
+            while (reply := self._waiting[launch]) is None:
+                async with self._read_lock:
+                    waiting = self._waiting[launch] is None
+                    if waiting and not await self._read(process, sock):
+                        return None
+            return None if reply is _GONE else reply
+        log.warning("the process launcher of %s did not answer %s", self.root, launch)
+        return None
+
+    def forget(self, launch: str) -> None:
+        """Stop expecting a reply to `launch` (it came, or nobody waits for it any more)."""
+        self._waiting.pop(launch, None)
 
     async def _read(self, process: trio.Process, sock: trio.socket.SocketType) -> bool:
         """Read a reply (waiting a second at most) and hand it out. False once no more can
@@ -495,10 +574,11 @@ class ProcessDriver:
         self._spares: list[Path] = []
         self._spare_taken = trio.Event()
         self._launcher = Launcher(root)
+        self._launches = GroupCommit(self._launch_group)
         # launch IDs: this driver's own start with `_ours`, so an intent it finds on disk
         # tells a run it made from one an earlier orc made
         self._ours = f"{uuid.uuid4().hex[:12]}."
-        self._launches = itertools.count(1)
+        self._launch_ids = itertools.count(1)
 
     def workdir(self, task_id: str) -> Path:
         return self.root / task_id
@@ -543,14 +623,16 @@ class ProcessDriver:
         workdir = self.workdir(task.id)
         env = process_environment(task, workdir)
         for _ in range(2):  # once more if the launcher ended before it forked the shim
-            launch = f"{self._ours}{next(self._launches)}"
-            prepared = await self._prepare(workdir, task, launch)
-            if not isinstance(prepared, str):
-                return prepared  # this attempt ran before a restart of orc
+            launch = _Launch(task, workdir, f"{self._ours}{next(self._launch_ids)}", argv, env)
             try:
-                reply = await self._launcher.launch(LaunchRequest(launch, str(workdir), argv, env))
-            except OSError as exc:
-                raise LaunchError(f"cannot start orc's process launcher: {exc}") from None
+                await self._launches.submit(launch)
+                if launch.outcome is not None:
+                    return launch.outcome  # this attempt ran before a restart of orc
+                if launch.error is not None:
+                    raise launch.error
+                reply = await self._launcher.reply(launch.id)
+            finally:
+                self._launcher.forget(launch.id)
             if reply is not None and reply.pid:
                 return ProcessHandle(
                     task.id,
@@ -558,7 +640,7 @@ class ProcessDriver:
                     reply.start_ticks,
                     reply.shim_pid,
                     reply.shim_ticks,
-                    launch,
+                    launch.id,
                     task.restart_count,
                 )
             if reply is not None and reply.error:
@@ -574,46 +656,59 @@ class ProcessDriver:
             f"orc's process launcher did not start the process (see {self.root}/.launcher.log)"
         )
 
-    async def _prepare(self, workdir: Path, task: Task, launch: str) -> str | ProcessHandle | Exit:
-        """The working directory and the intent (`_prepare_launch`): `launch` when the launch
-        goes ahead, or what became of an earlier run of this attempt."""
-        spare = self._spares.pop() if self._spares else None
+    async def _launch_group(self, group: list[_Launch]) -> None:
+        """The launches that came while the last group was on its way, together: their
+        working directories and intents (`_prepare_launch`) in one trip to a thread, then
+        their requests to the launcher in as few messages as fit. In a burst of launches a
+        trip to a thread and a message each cost the worker more than the launches did."""
+        spares = [self._spares.pop() if self._spares else None for _ in group]
         try:
             prepared = await trio.to_thread.run_sync(
-                _prepare_launch, workdir, task, launch, spare, self._ours, limiter=self._files
+                _prepare_launches,
+                [
+                    (launch.workdir, launch.task, launch.id, spare)
+                    for launch, spare in zip(group, spares, strict=True)
+                ],
+                self._ours,
+                limiter=self._files,
             )
-        except OSError as exc:
-            # a spare the failed launch did not use is left on disk for the next start to find
-            raise LaunchError(
-                f"cannot prepare the working directory {workdir}: {exc.strerror or exc}"
-            ) from None
-        except DriverUnavailable as exc:
-            raise LaunchError(f"cannot tell whether the process started: {exc}") from None
+            for spare, outcome in zip(spares, prepared, strict=True):
+                if spare is not None and outcome is not True:
+                    # kept for the next launch (keep_spares may have made one more: harmless)
+                    self._spares.append(spare)
+            requests = []
+            for launch, outcome in zip(group, prepared, strict=True):
+                if isinstance(outcome, LaunchError):
+                    launch.error = outcome
+                elif not isinstance(outcome, bool):
+                    launch.outcome = outcome
+                else:
+                    requests.append(
+                        LaunchRequest(launch.id, str(launch.workdir), launch.argv, launch.env)
+                    )
+            try:
+                refused = await self._launcher.send(requests) if requests else {}
+            except OSError as exc:
+                error = LaunchError(f"cannot start orc's process launcher: {exc}")
+                refused = {request.launch: error for request in requests}
+            for launch in group:
+                launch.error = refused.get(launch.id, launch.error)
         finally:
-            # after the launch, so that making the next spare does not slow this one down
+            # after the launches, so that making the next spare does not slow them down
             self._spare_taken.set()
-        if spare is not None and prepared is not True:
-            # kept for the next launch (keep_spares may have made one more meanwhile: harmless)
-            self._spares.append(spare)
-        if isinstance(prepared, bool):
-            return launch
-        return prepared
+            for launch in group:
+                launch.done.set()
 
     async def wait(self, handle: Handle) -> Exit:
         """Until the process ends: its shim's record of how it ended."""
         handle = own_handle(handle, ProcessHandle)
         workdir = self.workdir(handle.task_id)
         try:
-            result = None
-            if handle.shim_pid:
-                await _exited(handle.shim_pid, handle.shim_ticks)
-                result = await trio.to_thread.run_sync(
-                    _after_shim, workdir, handle, limiter=self._files
-                )
+            await _exited(handle.pid, handle.start_ticks)
+            result = await self._recorded(workdir, handle) if handle.shim_pid else None
             if result is None:
                 # its shim died before it (killed), or it has none (an orc without shims
-                # started it): it is no child of ours, so how it ends cannot be known
-                await _exited(handle.pid, handle.start_ticks)
+                # started it): it is no child of ours, so how it ended cannot be known
                 result = Exit(None, UNKNOWN_SHIM_GONE if handle.launch else UNKNOWN_ADOPTED)
                 await trio.to_thread.run_sync(
                     record_exit, workdir, result, handle.launch, handle.attempt
@@ -621,6 +716,26 @@ class ProcessDriver:
         finally:
             handle.exited.set()
         return result
+
+    async def _recorded(self, workdir: Path, handle: ProcessHandle) -> Exit | None:
+        """Once the process has ended: how, by its shim's record; None when its shim died
+        without writing one. The shim writes it as soon as it learns of the end, a moment
+        after the process's end wakes us: so look again, after a while longer each time,
+        until the record is there or the shim has gone."""
+        delay = 0.001
+        while True:
+            ended = await trio.to_thread.run_sync(
+                _exit_of, workdir, handle.launch, limiter=self._files
+            )
+            if ended is not None:
+                return ended
+            with trio.move_on_after(delay):
+                await _exited(handle.shim_pid, handle.shim_ticks)
+                # the shim is gone: what it recorded before it went is all there is
+                return await trio.to_thread.run_sync(
+                    _exit_of, workdir, handle.launch, limiter=self._files
+                )
+            delay = min(delay * 2, 0.5)
 
     async def stop(self, handle: Handle) -> None:
         """SIGTERM to the task's process group, SIGKILL after the grace period."""

@@ -271,40 +271,46 @@ class Manager(Actor):
             await self._process([*batch, *mailbox.receive_nowait_many(BATCH)])
 
     async def _process(self, batch: list[Envelope]) -> None:
+        """Carry out a batch of messages in order, then one reconcile pass over every job its
+        commits touched: a pass looks at the whole job, so one per batch, not one per commit
+        (a burst of 500 reports from one job's tasks is then a few passes, not a hundred)."""
         group: list[Envelope] = []
         keys: set[str] = set()
+        jobs: set[str] | None = set()  # None: every job
         for env in batch:
             if type(env.message) not in self._deciders:
-                await self._commit(group)
+                jobs = _either(jobs, await self._commit(group))
                 group, keys = [], set()
                 if isinstance(env.message, ResendState):
                     await self._resync(env.message.role)
                     env.reply(None)
                 elif isinstance(env.message, JobsDue):  # from the JobTimer: a pass, no command
-                    await self._reconcile(set(env.message.job_ids))
+                    jobs = _either(jobs, set(env.message.job_ids))
                     env.reply(None)
                 else:
                     env.reply(self._read(env.message))
                 continue
             if isinstance(env.message, NodeSilent | Purge):
                 # It touches many tasks: decided alone, on the latest state.
-                await self._commit(group)
-                await self._commit([env])
+                jobs = _either(jobs, await self._commit(group))
+                jobs = _either(jobs, await self._commit([env]))
                 group, keys = [], set()
                 continue
             key = decide.key_of(env.message)
             if key is not None and key in keys:
-                await self._commit(group)
+                jobs = _either(jobs, await self._commit(group))
                 group, keys = [], set()
             if key is not None:
                 keys.add(key)
             group.append(env)
-        await self._commit(group)
+        jobs = _either(jobs, await self._commit(group))
+        await self._reconcile(jobs)
 
-    async def _commit(self, group: list[Envelope]) -> None:
-        """Decide, log durably, apply, then reply and act, for commands on distinct tasks."""
+    async def _commit(self, group: list[Envelope]) -> set[str] | None:
+        """Decide, log durably, apply, then reply and act, for commands on distinct tasks.
+        Returns the jobs the commit touched (None: all), for the batch's reconcile pass."""
         if not group:
-            return
+            return set()
         decisions = [self._decide(env.message) for env in group]
         events = [event for d in decisions for event in d.events]
         if events:
@@ -320,15 +326,15 @@ class Manager(Actor):
                         self._retry.append(env)
                     else:
                         env.reply(d.reply)
-                return
+                return set()
             self._apply(events)
             self.meter.committed(group, decisions)
         for env, d in zip(group, decisions, strict=True):
             env.reply(d.reply)
         await self._act(events)
         await self._placements_refused(group, decisions)
-        await self._reconcile(touched(self.state.jobs, self.state.tasks, events))
         await self._keep_up(len(events))
+        return touched(self.state.jobs, self.state.tasks, events)
 
     def _apply(self, events: list[AnyEvent]) -> None:
         for event in events:
@@ -567,3 +573,8 @@ class Manager(Actor):
             "Nodes": sorted(self.state.nodes),
             "LogSeq": self.log.last_seq,
         }
+
+
+def _either(jobs: set[str] | None, more: set[str] | None) -> set[str] | None:
+    """The jobs in either set, None standing for every job."""
+    return None if jobs is None or more is None else jobs | more

@@ -220,3 +220,53 @@ async def test_stop_signals_the_process_group_and_kills_what_ignores_sigterm(
             await trio.sleep(0.01)
     assert not any(c.is_running() and c.status() != "zombie" for c in children), children
     assert not psutil.pid_exists(handle.shim_pid)
+
+
+async def test_a_burst_of_launches_shares_shims_and_each_task_keeps_its_own_exit(
+    tmp_path: Path,
+) -> None:
+    """Launches that come together go to the launcher together, and a shim takes the
+    requests waiting for it (up to BATCH): fewer shims than tasks. Each task is still
+    supervised on its own: every one gets its real exit code as it ends, the ones still
+    running are unaffected, a failed start among them fails alone, and the shim ends with the
+    last of its processes."""
+    driver = ProcessDriver(tmp_path, stop_grace=1)
+    quick = [_task(["sh", "-c", f"exit {i}"]) for i in range(20)]
+    slow = [_task(["sleep", "30"]) for _ in range(20)]
+    broken = _task(["/nonexistent/orc-test-binary"])
+    handles: dict[str, Handle] = {}
+    errors: dict[str, str] = {}
+
+    async def start(task: Task) -> None:
+        try:
+            handles[task.id] = await driver.start(task)
+        except LaunchError as exc:
+            errors[task.id] = str(exc)
+
+    async with trio.open_nursery() as nursery:
+        for task in [*quick, broken, *slow]:
+            nursery.start_soon(start, task)
+    assert list(errors) == [broken.id] and "cannot start" in errors[broken.id]
+    started = [h for h in handles.values() if isinstance(h, ProcessHandle)]
+    assert len(started) == 40
+    shims = {h.shim_pid for h in started}
+    assert len(shims) < 40, "every launch had a shim of its own"
+    for i, task in enumerate(quick):
+        with trio.fail_after(10):
+            assert await driver.wait(handles[task.id]) == Exit(
+                i, f"exited with status {i}" if i else ""
+            )
+    for task in slow:  # their shims, which waited for the quick ones too, still watch them
+        handle = handles[task.id]
+        assert isinstance(handle, ProcessHandle)
+        assert psutil.pid_exists(handle.pid) and psutil.pid_exists(handle.shim_pid)
+    async with trio.open_nursery() as nursery:
+        for task in slow:
+            nursery.start_soon(driver.stop, handles[task.id])
+            nursery.start_soon(driver.wait, handles[task.id])
+    for task in slow:
+        assert await driver.wait(handles[task.id]) == Exit(143, "killed by SIGTERM")
+    with trio.fail_after(5):
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in shims):
+            await trio.sleep(0.01)
+    await driver.aclose()

@@ -132,7 +132,8 @@ async def test_an_intent_without_a_launch_is_started_once_and_never_late(tmp_pat
     marked = read_intent(workdir)
     assert marked is not None and marked[1] == [b"abandoned"]
     late = LaunchRequest("dead-worker.1", str(workdir), ["sh", "-c", "echo late"], {})
-    reply = await driver._launcher.launch(late)
+    assert await driver._launcher.send([late]) == {}
+    reply = await driver._launcher.reply(late.launch)
     assert reply is not None and reply.resolve == "stale" and not reply.pid
 
     handle = await driver.start(task)
