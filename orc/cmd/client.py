@@ -610,12 +610,24 @@ def _task_from_file(path: Path) -> dict[str, Any]:
     return data
 
 
+SETTLE = 0.3  # seconds `run --wait` watches a task that runs, in case it ends at once
+
+
 def _wait_for(api: Api, task_id: str) -> dict[str, Any]:
-    """Poll until the task runs or ends (a short interval: one task, one request)."""
+    """Poll until the task runs or ends (a short interval: one task, one request). A task
+    seen running is watched a moment longer: a command that fails at once (`exit 3`, a
+    missing file) is then reported failed, not running, however the polls fall."""
+    settled: float | None = None
     while True:
         task: dict[str, Any] = api.request("GET", f"/tasks/{task_id}")
-        if task["State"] == 2 or task["State"] in ENDED:
+        if task["State"] in ENDED:
             return task
+        if task["State"] == 2:
+            settled = settled or time.monotonic() + SETTLE
+            if time.monotonic() >= settled:
+                return task
+            time.sleep(0.05)
+            continue
         time.sleep(0.1)
 
 

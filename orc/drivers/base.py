@@ -22,9 +22,10 @@ class Exit(msgspec.Struct, frozen=True):
 
 
 class ExitRecord(msgspec.Struct, frozen=True):
-    """The `exit` file: how one launch of a task ended. `launch` and `attempt` (the task's
-    `RestartCount` then) tell this launch's end from an earlier one's after a restart of orc;
-    files written before orc recorded them decode with the defaults."""
+    """How one launch of a task ended: an `{"exit": ...}` line of its journal (the `launch`
+    file; an `exit` file of its own before orc kept a journal). `launch` and `attempt` (the
+    task's `RestartCount` then) tell this launch's end from an earlier one's after a restart
+    of orc; records written before orc recorded them decode with the defaults."""
 
     code: int | None
     error: str
@@ -36,21 +37,56 @@ class ExitRecord(msgspec.Struct, frozen=True):
         return Exit(self.code, self.error)
 
 
+class _ExitLine(msgspec.Struct, frozen=True):
+    exit: ExitRecord
+
+
 # Both drivers keep, per task, a working directory with the task's output (`stdout`,
-# `stderr`) and how it ended (`exit`): what outlives the process or container, for logs and
-# for a worker that restarts. These are blocking file calls: run them in a thread.
+# `stderr`) and its journal (`launch`: the intent, then what became of it, a line each; see
+# orc/drivers/shim.py): what outlives the process or container, for logs and for a worker
+# that restarts. These are blocking file calls: run them in a thread.
+
+JOURNAL = "launch"
+EXIT_LINE = b'{"exit":'  # as orc/drivers/shim.py writes it
+
+
+def append_line(workdir: Path, line: bytes) -> None:
+    """Append `line` (without its newline) to the task's journal, in one write."""
+    fd = os.open(workdir / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, line + b"\n")
+    finally:
+        os.close(fd)
 
 
 def record_exit(workdir: Path, result: Exit, launch: str = "", attempt: int = 0) -> None:
-    """Write the `exit` file (a new file renamed into place, so a reader never sees a part)."""
+    """Append how the launch ended to the task's journal (a disk that refuses it leaves the
+    exit status unknown after a restart, as it is now)."""
+    record = msgspec.json.encode(ExitRecord(result.code, result.error, launch, attempt))
     with contextlib.suppress(OSError):
         workdir.mkdir(parents=True, exist_ok=True)
-        tmp = workdir / ".exit.new"
-        tmp.write_bytes(msgspec.json.encode(ExitRecord(result.code, result.error, launch, attempt)))
-        tmp.rename(workdir / "exit")
+        append_line(workdir, EXIT_LINE + record + b"}")
+
+
+def journal_lines(workdir: Path) -> list[bytes] | None:
+    """The journal's lines, each whole (a last line without its newline was cut short and is
+    left out); None when there is no journal."""
+    try:
+        data = (workdir / JOURNAL).read_bytes()
+    except OSError:
+        return None
+    return data.split(b"\n")[:-1]
 
 
 def read_exit_record(workdir: Path) -> ExitRecord | None:
+    """The last exit the journal records; else the `exit` file a shim from before the journal
+    wrote; None when neither says."""
+    for line in reversed(journal_lines(workdir) or []):
+        if line.startswith(EXIT_LINE):
+            try:
+                return msgspec.json.decode(line, type=_ExitLine).exit
+            except msgspec.DecodeError:
+                continue
     try:
         return msgspec.json.decode((workdir / "exit").read_bytes(), type=ExitRecord)
     except (OSError, msgspec.DecodeError):
@@ -77,21 +113,24 @@ class LaunchIntent(msgspec.Struct, frozen=True):
 
 
 def read_intent(workdir: Path) -> tuple[LaunchIntent, list[bytes]] | None:
-    """The intent and the marks after it; None when there is none (or only an empty file: a
-    spare's, or an intent cut short before anything was asked for)."""
+    """The intent and the marks after it (`spawning`, `abandoned`; not the records); None when
+    there is none (or only an empty file: a spare's, or an intent cut short before anything
+    was asked for)."""
     try:
-        data = (workdir / "launch").read_bytes()
+        data = (workdir / JOURNAL).read_bytes()
     except OSError:
         return None
     first, _, rest = data.partition(b"\n")
     try:
-        return msgspec.json.decode(first, type=LaunchIntent), rest.split()
+        intent = msgspec.json.decode(first, type=LaunchIntent)
     except msgspec.DecodeError:
         return None
+    lines = (line.strip() for line in rest.split(b"\n"))
+    return intent, [line for line in lines if line and not line.startswith(b"{")]
 
 
 def write_intent(workdir: Path, intent: LaunchIntent) -> None:
-    fd = os.open(workdir / "launch", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(workdir / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, msgspec.json.encode(intent) + b"\n")
     finally:

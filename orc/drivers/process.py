@@ -5,15 +5,14 @@ recorded by a small supervisor of its own, a shim (`orc/drivers/shim.py`, forked
 the driver starts once), which outlives the worker: a task that ends while orc is down keeps
 its real exit status. The worker and the shim speak through the directory's files:
 
-- `launch`: the intent, written by the worker **before** it asks for the process: the task,
-  its attempt (`RestartCount`) and a launch ID. A launch is carried out only while its intent
-  stands, and the directory's lock (held by the shim until it has recorded the process's end)
-  tells recovery whether a shim is at work on it. So after a SIGKILL at any instant a restarted
-  worker finds the run that was started (and adopts it) or knows that none was (and starts
-  one): an attempt is never started twice.
-- `run.json`: written by the shim once the process runs: the task, the pids and start times
-  of the process and of the shim.
-- `exit`: written by the shim once the process has ended: its code and error.
+- `launch`: the task's journal. First the intent, written by the worker **before** it asks
+  for the process: the task, its attempt (`RestartCount`) and a launch ID. A launch is carried
+  out only while its intent stands, and the directory's lock (held by the shim until it has
+  recorded the process's end) tells recovery whether a shim is at work on it. So after a
+  SIGKILL at any instant a restarted worker finds the run that was started (and adopts it) or
+  knows that none was (and starts one): an attempt is never started twice. Then, appended by
+  the shim: the run (the pids and start times of the process and of the shim) once the
+  process runs, and its exit (code and error) once it has ended.
 - `stdout`, `stderr`: the task's output, appended to across its runs.
 
 The process gets a clean environment: a minimal PATH, HOME (its working directory), the task's
@@ -55,6 +54,7 @@ from orc.drivers.base import (
     Handle,
     LaunchError,
     LaunchIntent,
+    journal_lines,
     own_handle,
     read_exit_record,
     read_intent,
@@ -65,7 +65,16 @@ from orc.drivers.base import (
     task_environment,
     write_intent,
 )
-from orc.drivers.shim import ABANDONED, EXIT, LAUNCH, OUTPUT, RUN, SPAWNING, start_ticks
+from orc.drivers.shim import (
+    ABANDONED,
+    EXIT,
+    LAUNCH,
+    OUTPUT,
+    RUN,
+    RUN_LINE,
+    SPAWNING,
+    start_ticks,
+)
 
 log = logging.getLogger("orc.drivers.process")
 
@@ -142,8 +151,9 @@ class ProcessHandle(Handle):
 
 
 class RunRecord(msgspec.Struct, frozen=True):
-    """`run.json`, written by the shim once the process runs. Records written before orc had
-    shims hold only the task, the pid and its start time: they decode with the defaults."""
+    """The run line of the journal (`run.json` before it), written by the shim once the
+    process runs. Records written before orc had shims hold only the task, the pid and its
+    start time: they decode with the defaults."""
 
     task: Task
     pid: int
@@ -238,8 +248,7 @@ def _make_spare(spares: Path) -> Path:
     spares.mkdir(parents=True, exist_ok=True)
     spare = spares / str(uuid.uuid4())
     spare.mkdir()
-    # the files a run writes, and the ones its shim writes then renames into place
-    for name in (*OUTPUT, LAUNCH, f".{RUN}.new", f".{EXIT}.new"):
+    for name in (*OUTPUT, LAUNCH):  # the task's output, and its journal
         os.close(os.open(spare / name, _FLAGS, 0o644))
     return spare
 
@@ -253,7 +262,19 @@ def _old_spares(spares: Path) -> list[Path]:
         return []
 
 
+class _RunLine(msgspec.Struct, frozen=True):
+    run: RunRecord
+
+
 def _read_run(workdir: Path) -> RunRecord | None:
+    """The run the journal records (the last); else the `run.json` a shim from before the
+    journal wrote; None when neither says."""
+    for line in reversed(journal_lines(workdir) or []):
+        if line.startswith(RUN_LINE):
+            try:
+                return msgspec.json.decode(line, type=_RunLine).run
+            except msgspec.DecodeError:
+                continue
     try:
         return msgspec.json.decode((workdir / RUN).read_bytes(), type=RunRecord)
     except (OSError, msgspec.DecodeError):

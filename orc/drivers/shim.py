@@ -24,22 +24,33 @@ killing a shim always did for its one.
 The worker and its shims speak through the task's working directory, whose files are the
 protocol (`orc.drivers.process` is the worker's side):
 
-- `launch`: the intent, written by the worker before it asks for a launch: one JSON line
-  `{"launch": ID, "attempt": N, "task": {...}}`. The shim appends `spawning` just before it
-  starts the process; a worker that gives a launch up appends `abandoned`. A request is carried
-  out only by whoever holds the directory's lock and finds the line alone, with its own ID.
-- `run.json`: written by the shim once the process runs (then renamed into place): the
-  intent's fields and the pids and start times of the process and of the shim.
-- `exit`: written by the shim once the process has ended (then renamed into place): `code`
-  (None when it could not start) and `error`, with the launch ID and attempt.
+- `launch`: the task's journal, one line per fact, appended to and never rewritten (but by
+  the next run's intent, which starts it anew):
+  - the intent, written by the worker before it asks for a launch: one JSON line
+    `{"launch": ID, "attempt": N, "task": {...}}`. The shim appends `spawning` just before it
+    starts the process; a worker that gives a launch up appends `abandoned`. A request is
+    carried out only by whoever holds the directory's lock and finds the intent alone, with
+    its own ID.
+  - `{"run": {...}}`, appended by the shim once the process runs: the intent's fields and the
+    pids and start times of the process and of the shim.
+  - `{"exit": {...}}`, appended by the shim once the process has ended: `code` (None when it
+    could not start) and `error`, with the launch ID and attempt.
+
+  Each line goes in one `write` to a file opened for appending, so a reader sees it whole or
+  not at all (a line cut short by a crash has no newline, and counts as not written). One
+  file, not a file per record renamed into place: making a file costs as much as starting the
+  process on some disks, and a task already needs its directory and its output.
 - the directory itself is locked (`flock`) by the shim from before it looks at the intent
   until it has recorded how the process ended (the task does not inherit the lock). So a
   worker that holds the lock knows that no shim is at work on the task, and that none can
   start it without seeing what the worker appends to the intent first.
 
+Before this journal, shims wrote `run.json` and `exit` files (each renamed into place); the
+worker still reads them for a task started by such a shim.
+
 Replies: `{"launch": ID, "pid": ..., "start_ticks": ..., "shim_pid": ..., "shim_ticks": ...}`
 once the process runs, `{"launch": ID, "error": ...}` when it could not start (also recorded
-in `exit`), `{"launch": ID, "resolve": why}` when the request was not carried out (the worker
+in the journal), `{"launch": ID, "resolve": why}` when the request was not carried out (the worker
 then reads the files).
 
 This module imports only the standard library: it runs without orc's environment.
@@ -60,8 +71,10 @@ import sys
 from typing import Any
 
 LAUNCH = "launch"
-RUN = "run.json"
-EXIT = "exit"
+RUN = "run.json"  # the run record of a shim from before the journal
+EXIT = "exit"  # the exit record of a shim from before the journal
+RUN_LINE = b'{"run":'  # how the journal's run line starts
+EXIT_LINE = b'{"exit":'  # how the journal's exit line starts
 OUTPUT = ("stdout", "stderr")
 SPAWNING = b"spawning"
 ABANDONED = b"abandoned"
@@ -150,19 +163,6 @@ def spawn(argv: list[str], env: dict[str, str], stdin: int, stdout: int, stderr:
     )
 
 
-def write_atomically(dirfd: int, name: str, data: bytes) -> None:
-    """`name` in the directory `dirfd` holds `data`, or what it held before: never a part.
-    (The process driver's spare directories hold the temporary files already: no file is
-    created on the launch path.)"""
-    tmp = f".{name}.new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dirfd)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-
-
 def _json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -215,7 +215,8 @@ class _Shim:
         self.taken = taken
         self.pid = os.getpid()
         self.ticks = start_ticks(self.pid) or 0
-        self.running: dict[int, tuple[int, dict[str, Any]]] = {}  # pid: (dirfd, intent)
+        # pid: (the directory, holding its lock; the journal; the intent)
+        self.running: dict[int, tuple[int, int, dict[str, Any]]] = {}
         self._rehearse()
 
     def _rehearse(self) -> None:
@@ -287,28 +288,27 @@ class _Shim:
             os.close(dirfd)
             self._reply({"launch": launch_id, "resolve": "busy"})
             return
-        intent_fd = os.open(LAUNCH, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, dir_fd=dirfd)
+        journal = os.open(LAUNCH, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, dir_fd=dirfd)
         chunks = []
-        while chunk := os.read(intent_fd, 65536):
+        while chunk := os.read(journal, 65536):
             chunks.append(chunk)
         first, _, rest = b"".join(chunks).partition(b"\n")
         intent = json.loads(first)
         if intent.get("launch") != launch_id or rest.strip():
-            os.close(intent_fd)
+            os.close(journal)
             os.close(dirfd)  # lets go of the lock
             self._reply({"launch": launch_id, "resolve": "stale"})
             return
-        self._start(request, intent, dirfd, intent_fd)
+        self._start(request, intent, dirfd, journal)
 
     def _start(
-        self, request: dict[str, Any], intent: dict[str, Any], dirfd: int, intent_fd: int
+        self, request: dict[str, Any], intent: dict[str, Any], dirfd: int, journal: int
     ) -> None:
         """Start the task's process, record it and answer; or record and answer why not."""
         argv = list(request["argv"])
         files: list[int] = []
         try:
-            os.write(intent_fd, SPAWNING + b"\n")
-            os.close(intent_fd)
+            os.write(journal, SPAWNING + b"\n")
             files.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
             for name in OUTPUT:
                 files.append(os.open(name, _APPEND, 0o644, dir_fd=dirfd))
@@ -316,14 +316,15 @@ class _Shim:
             pid = spawn(argv, request["env"], *files)
         except Exception as exc:
             error = launch_error(argv[0] if argv else "", exc)
-            _record_exit(dirfd, intent, None, error)
+            _record_exit(journal, intent, None, error)
+            os.close(journal)
             os.close(dirfd)
             self._reply({"launch": request["launch"], "error": error})
             return
         finally:
             for fd in files:
                 os.close(fd)
-        self.running[pid] = (dirfd, intent)
+        self.running[pid] = (dirfd, journal, intent)
         record = {
             **intent,
             "pid": pid,
@@ -332,9 +333,9 @@ class _Shim:
             "shim_ticks": self.ticks,
         }
         try:
-            write_atomically(dirfd, RUN, _json(record) + b"\n")
+            os.write(journal, RUN_LINE + _json(record) + b"}\n")
         except OSError as exc:  # the worker still learns the pid from the reply
-            _log(f"cannot write {RUN}: {exc}")
+            _log(f"cannot record the run of {request['launch']}: {exc}")
         self._reply({key: record[key] for key in _REPLIED} | {"launch": request["launch"]})
 
     def _supervise(self) -> None:
@@ -347,21 +348,22 @@ class _Shim:
             found = self.running.pop(pid, None)
             if found is None:
                 continue
-            dirfd, intent = found
+            dirfd, journal, intent = found
             code, error = describe_exit(os.waitstatus_to_exitcode(status))
-            _record_exit(dirfd, intent, code, error)
-            os.close(dirfd)
+            _record_exit(journal, intent, code, error)
+            os.close(journal)
+            os.close(dirfd)  # lets go of the lock
 
 
-def _record_exit(dirfd: int, intent: dict[str, Any], code: int | None, error: str) -> None:
+def _record_exit(journal: int, intent: dict[str, Any], code: int | None, error: str) -> None:
     """How the launch ended, for the worker now or after a restart (a disk that refuses it
     leaves the exit status unknown, and the worker says so)."""
     record = {"code": code, "error": error, "launch": intent["launch"]}
     record["attempt"] = intent["attempt"]
     try:
-        write_atomically(dirfd, EXIT, _json(record) + b"\n")
+        os.write(journal, EXIT_LINE + _json(record) + b"}\n")
     except OSError as exc:
-        _log(f"cannot write {EXIT}: {exc}")
+        _log(f"cannot record the end of {intent['launch']}: {exc}")
 
 
 if __name__ == "__main__":

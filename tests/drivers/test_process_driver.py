@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import Exit, Handle, LaunchError
+from orc.drivers.base import Exit, Handle, LaunchError, journal_lines, read_exit_record
 from orc.drivers.docker import DockerHandle
 from orc.drivers.process import SPARES, ProcessDriver, ProcessHandle
 
@@ -41,14 +41,16 @@ async def test_a_launch_takes_a_spare_and_another_is_made(tmp_path: Path) -> Non
         workdir = tmp_path / task.id
         assert workdir.name not in {p.name for p in before}
         assert await driver.logs(task.id) == (f"out\n{workdir}\n".encode(), b"err\n")
-        assert (workdir / "exit").exists()
-        assert sorted(p.name for p in workdir.iterdir()) == [
-            "exit",
-            "launch",
-            "run.json",
-            "stderr",
-            "stdout",
+        # one journal holds the intent and what became of it: no file per record
+        assert sorted(p.name for p in workdir.iterdir()) == ["launch", "stderr", "stdout"]
+        lines = journal_lines(workdir)
+        assert lines is not None and [line[:8] for line in lines[1:]] == [
+            b"spawning",
+            b'{"run":{',
+            b'{"exit":',
         ]
+        ended = read_exit_record(workdir)
+        assert ended is not None and ended.exit == Exit(0, "")
         after = await _spares_ready(tmp_path)
         assert len(set(before) - set(after)) == 1  # one taken, one made
         assert [t.id for t in await driver.saved_tasks()] == [task.id]  # .spare is no task
@@ -187,7 +189,8 @@ async def test_every_launch_failure_is_a_launch_error_within_a_second(
     with trio.fail_after(1), pytest.raises(LaunchError) as raised:
         await driver.start(task)
     assert reason in str(raised.value), raised.value
-    assert not (tmp_path / "tasks" / task.id / "run.json").exists()
+    lines = journal_lines(tmp_path / "tasks" / task.id) or []
+    assert not any(line.startswith(b'{"run":') for line in lines)
     # and the driver still launches
     assert (await driver.wait(await driver.start(_task(["true"])))).code == 0
 

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import Exit, LaunchIntent, read_intent, write_intent
+from orc.drivers.base import Exit, LaunchIntent, append_line, read_intent, write_intent
 from orc.drivers.process import (
     TASK_PATH,
     UNCERTAIN_START,
@@ -83,6 +83,9 @@ async def test_an_attempt_runs_once_however_often_it_is_ordered(tmp_path: Path) 
     first = ProcessDriver(tmp_path, stop_grace=1)
     task = _task(["sh", "-c", "echo started; sleep 30"])
     running = await first.start(task)
+    with trio.fail_after(5):  # sh has run its echo (a busy machine may take a while)
+        while await _output(first, task.id) != "started\n":
+            await trio.sleep(0.01)
     second = await _restarted(first)
 
     again = await second.start(task)
@@ -175,7 +178,7 @@ async def test_recovery_waits_for_a_shim_that_is_starting_its_process(tmp_path: 
             await trio.sleep(0.3)
             ticks = start_ticks(process.pid) or 0
             record = RunRecord(task, process.pid, ticks, 0, "dead-worker.1", os.getpid())
-            (workdir / "run.json").write_bytes(msgspec.json.encode(record))
+            append_line(workdir, b'{"run":' + msgspec.json.encode(record) + b"}")
 
         driver = ProcessDriver(tmp_path, stop_grace=1)
         async with trio.open_nursery() as nursery:
@@ -251,3 +254,27 @@ async def test_a_task_gets_a_clean_environment(
     launcher = driver._launcher._process
     assert launcher is not None
     assert psutil.Process(launcher.pid).environ() == {"PATH": TASK_PATH}
+
+
+async def test_records_of_a_shim_from_before_the_journal_are_read(tmp_path: Path) -> None:
+    """A task started by an orc whose shims wrote `run.json` and `exit` files (renamed into
+    place) is adopted and reported as before: after an upgrade, its files still tell."""
+    task = _task(["sleep", "30"])
+    workdir = tmp_path / task.id
+    workdir.mkdir()
+    write_intent(workdir, LaunchIntent("old-orc.1", 0, task))
+    append_line(workdir, b"spawning")
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        ticks = start_ticks(process.pid) or 0
+        record = RunRecord(task, process.pid, ticks, 0, "old-orc.1")
+        (workdir / "run.json").write_bytes(msgspec.json.encode(record))
+        driver = ProcessDriver(tmp_path, stop_grace=1)
+        found = await driver.find(task)
+        assert isinstance(found, ProcessHandle) and found.pid == process.pid
+    finally:
+        process.kill()
+        process.wait()
+    ended = b'{"code":3,"error":"exited with status 3","launch":"old-orc.1"}'
+    (workdir / "exit").write_bytes(ended)
+    assert await ProcessDriver(tmp_path, stop_grace=1).find(task) == Exit(3, "exited with status 3")

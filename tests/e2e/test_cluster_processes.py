@@ -86,11 +86,14 @@ class Cluster:
     def pids(self) -> dict[str, list[int]]:
         """Task ID -> pids of the live processes running it, over every worker's data dir."""
         found: dict[str, list[int]] = {}
-        for run in self.tmp.glob("w*/tasks/*/*/run.json"):
-            pid = json.loads(run.read_text())["pid"]
+        for journal in self.tmp.glob("w*/tasks/*/*/launch"):
+            runs = [r for r in journal.read_bytes().splitlines() if r.startswith(b'{"run":')]
+            if not runs:
+                continue
+            pid = json.loads(runs[-1])["run"]["pid"]
             try:
                 if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    found.setdefault(run.parent.name, []).append(pid)
+                    found.setdefault(journal.parent.name, []).append(pid)
             except psutil.Error:
                 pass
         return found

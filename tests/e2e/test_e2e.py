@@ -134,8 +134,10 @@ def test_sigterm_stops_tasks_and_closes_the_log(orc: Orc) -> None:
 
 
 def _pid(orc: Orc, task_id: str) -> int:
-    run = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "run.json"
-    return json.loads(run.read_text())["pid"]
+    """The pid its shim recorded in the task's journal."""
+    journal = Path(orc.env["ORC_DATA_DIR"]) / "tasks" / "worker-1" / task_id / "launch"
+    runs = [line for line in journal.read_bytes().splitlines() if line.startswith(b'{"run":')]
+    return json.loads(runs[-1])["run"]["pid"]
 
 
 def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
