@@ -18,6 +18,8 @@ Restarts and health:
   sees the task already waiting for its restart and changes nothing else.
 - `unhealthy` turns the HealthChecker's verdict into a `TaskUnhealthy` (and a stop, unless the
   policy is `no`); the stopped run then ends as a failure with the health check's reason.
+  `healthy` records a run's first passing check (`TaskHealthy`), from which a job's deployment
+  counts the task's `MinHealthyTime`.
 - `restart_due` ends a backoff: `TaskRestarted` on the node the task waited on while that node
   can still run it, or on the best other node (the configured placement policy, over the
   allocations in the state), or a `TaskUnplaced` saying why there is none yet.
@@ -41,6 +43,7 @@ from orc.core.events import (
     NodeLogReset,
     TaskExited,
     TaskFailed,
+    TaskHealthy,
     TaskLost,
     TaskPurged,
     TaskRestarted,
@@ -54,6 +57,7 @@ from orc.core.events import (
 )
 from orc.core.jobs import LIVE, STOPPED, JobAccepted, changes, rolls
 from orc.core.messages import (
+    Healthy,
     Join,
     LogBehind,
     NodeSilent,
@@ -433,6 +437,22 @@ def _restart(
         delay=p.delay,
         not_before=not_before,
         exit_code=code,
+    )
+
+
+def healthy(state: ClusterState, cmd: Healthy) -> Decision:
+    """The HealthChecker's first pass on a run: recorded once, for the run it is about."""
+    task = state.tasks.get(cmd.task_id)
+    if (
+        task is None
+        or task.state != State.RUNNING
+        or task.node != cmd.node
+        or task.starts_at != cmd.starts_at
+        or state.checked.get(task.id, ("",))[0] == cmd.starts_at
+    ):
+        return nothing()  # a run that is over, or one whose pass is recorded already
+    return Decision(
+        [TaskHealthy(at=cmd.now, task_id=task.id, node=task.node, starts_at=cmd.starts_at)]
     )
 
 

@@ -177,6 +177,16 @@ class TaskRestarted(Event, frozen=True):
     node: str
 
 
+class TaskHealthy(Event, frozen=True):
+    """The first `HealthCheck` of the run that started at `starts_at` passed. A job's
+    deployment counts a task with a health check healthy only from here (plus its
+    `MinHealthyTime`): running is not enough."""
+
+    task_id: str
+    node: str
+    starts_at: str
+
+
 class TaskUnhealthy(Event, frozen=True):
     """`HealthCheck` failed `failures` times in a row on the run that started at `starts_at`.
 
@@ -282,6 +292,7 @@ AnyEvent = (
     | TaskLost
     | TaskRestarting
     | TaskRestarted
+    | TaskHealthy
     | TaskUnhealthy
     | TaskPurged
     | StateDigest
@@ -308,6 +319,7 @@ TASK_EVENTS = (
     TaskLost,
     TaskRestarting,
     TaskRestarted,
+    TaskHealthy,
     TaskUnhealthy,
     TaskPurged,
 )

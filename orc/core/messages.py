@@ -318,6 +318,15 @@ class Unwatch(msgspec.Struct, frozen=True):
     task_id: str
 
 
+class Healthy(msgspec.Struct, frozen=True):
+    """From the HealthChecker: the first check of the run that started at `starts_at` passed."""
+
+    task_id: str
+    node: str
+    starts_at: str
+    now: str
+
+
 class Unhealthy(msgspec.Struct, frozen=True):
     """From the HealthChecker: the run that started at `starts_at` failed `failures` checks in a
     row; `reason` is the last failure."""

@@ -603,9 +603,10 @@ class _Job:
                 continue
             verdict = self.health(t, d)
             if verdict is True:
+                since = "its health check passed" if t.health_check else "it started"
                 self.decide(
                     "healthy",
-                    f"Running for {fmt_seconds(update.min_healthy_time)} (MinHealthyTime)",
+                    f"{fmt_seconds(update.min_healthy_time)} since {since} (MinHealthyTime)",
                     task_id=t.id,
                     slot=t.slot,
                     version=d.version,
@@ -643,7 +644,13 @@ class _Job:
         if why:
             return why
         if t.state == _RUNNING:
-            ready = _later(t.starts_at, update.min_healthy_time)
+            # MinHealthyTime runs from the start, or for a task with a health check from its
+            # first pass on this run (`TaskHealthy`): running is not yet healthy
+            since = t.starts_at
+            if t.health_check:
+                passed = self.state.checked.get(t.id)
+                since = passed[1] if passed is not None and passed[0] == t.starts_at else None
+            ready = _later(since, update.min_healthy_time)
             if ready is not None:
                 if self.at >= ready:
                     return True

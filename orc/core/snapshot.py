@@ -79,4 +79,6 @@ def state_digest(state: ClusterState) -> str:
         h.update(_encoder.encode(state.quarantined))
     if state.jobs:  # as above: digests of logs without jobs still match
         h.update(_encoder.encode(state.jobs))
+    if state.checked:  # as above: digests of logs without passed health checks still match
+        h.update(_encoder.encode(state.checked))
     return h.hexdigest()

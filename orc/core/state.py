@@ -32,6 +32,7 @@ from orc.core.events import (
     StateDigest,
     TaskExited,
     TaskFailed,
+    TaskHealthy,
     TaskLost,
     TaskPurged,
     TaskRestarted,
@@ -92,6 +93,9 @@ class ClusterState:
     restarts: dict[str, RestartState] = field(default_factory=dict)
     # Running tasks orc is stopping because their health check failed, with the reason.
     unhealthy: dict[str, str] = field(default_factory=dict)
+    # Tasks whose health check has passed: the run it passed on (its StartsAt) and when it
+    # first did. An entry of an earlier run no longer counts (its StartsAt differs).
+    checked: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Tasks `apply` ended Failed because it could not apply an event about them (see `apply`).
     quarantined: dict[str, Quarantine] = field(default_factory=dict)
     # Jobs by ID (`orc.core.jobs`), and the tasks each made that the state still holds (in the
@@ -291,6 +295,14 @@ def _restarted(state: ClusterState, e: TaskRestarted) -> None:
     state.restarts[e.task_id] = RestartState(r.streak, r.not_before, waiting=False)
 
 
+def _healthy(state: ClusterState, e: TaskHealthy) -> None:
+    task = state.tasks[e.task_id]
+    if task.state != State.RUNNING or task.starts_at != e.starts_at:
+        return  # a verdict on a run that is over
+    if state.checked.get(e.task_id, ("",))[0] != e.starts_at:
+        state.checked[e.task_id] = (e.starts_at, e.at)
+
+
 def _unhealthy(state: ClusterState, e: TaskUnhealthy) -> None:
     task = state.tasks[e.task_id]
     if task.state in TERMINAL:
@@ -310,6 +322,7 @@ def _purged(state: ClusterState, e: TaskPurged) -> None:
     state.stop_requested.discard(e.task_id)
     state.restarts.pop(e.task_id, None)
     state.unhealthy.pop(e.task_id, None)
+    state.checked.pop(e.task_id, None)
     if state.quarantined:
         state.quarantined.pop(e.task_id, None)
 
@@ -428,6 +441,7 @@ _HANDLERS: dict[type, Callable[[ClusterState, Any], None]] = {
     NodeLogReset: _node_log_reset,
     TaskRestarting: _restarting,
     TaskRestarted: _restarted,
+    TaskHealthy: _healthy,
     TaskUnhealthy: _unhealthy,
     TaskPurged: _purged,
     StateDigest: _digest,

@@ -32,6 +32,7 @@ from orc.core.events import (
     StateDigest,
     TaskExited,
     TaskFailed,
+    TaskHealthy,
     TaskLost,
     TaskPurged,
     TaskRestarted,
@@ -243,6 +244,8 @@ def _describe(event: AnyEvent, before: Task | None, after: Task | None) -> str:
             return f"restart {count} in {delay:g}s: {reason}"
         case TaskRestarted(node=node):
             return f"runs again on {node}"
+        case TaskHealthy():
+            return "its health check passed"
         case TaskUnhealthy(reason=reason, stop=stop):
             return f"{reason}; stopping it" if stop else reason
         case StateDigest(seq=seq, digest=digest):
@@ -797,6 +800,8 @@ def _fate(event: AnyEvent, row: Row) -> str:
             what = f"ended {row.dst}: {row.reason}"
         case TaskRestarting():
             what = row.reason  # `restart 1 in 2s: exit 1`
+        case TaskHealthy():
+            what = "health check passed"
         case TaskUnhealthy() | TaskLost():
             what = f"{'unhealthy' if isinstance(event, TaskUnhealthy) else 'lost'}: {row.reason}"
         case TaskPurged(reason=reason):

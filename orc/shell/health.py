@@ -1,7 +1,8 @@
 """Health checks: the HealthChecker actor GETs a Running task's `HealthCheck` path on its host
 port every `interval` seconds, with a `timeout`; after `threshold` failures in a row it tells the
 manager `Unhealthy`, and the task's restart policy decides (`review` and `unhealthy` in
-orc/core/decide.py).
+orc/core/decide.py). The first check that passes on a run is told too (`Healthy`): a job's
+rolling update waits for it.
 
 A task without a host port (yet) is not checked, and not failed either. The URL is
 `http://<node host>:<host port><path>`, the node host taken from its address (`host:port`).
@@ -17,7 +18,7 @@ import trio
 
 from actors import ActorRef, Mailbox
 from orc.core.health import count_failures
-from orc.core.messages import Unhealthy, Unwatch, Watch
+from orc.core.messages import Healthy, Unhealthy, Unwatch, Watch
 from orc.shell.follower import ManagerFollower
 from orc.shell.meter import ManagerMeter
 
@@ -95,6 +96,7 @@ class HealthChecker(ManagerFollower):
 
     async def _check(self, watch: Watch, scope: trio.CancelScope) -> None:
         failures = 0
+        passed = False
         with scope:
             while True:
                 await trio.sleep(self.interval)
@@ -102,6 +104,11 @@ class HealthChecker(ManagerFollower):
                 with trio.move_on_after(self.timeout):
                     assert self.probe is not None
                     why = await self.probe(watch.url)
+                if why is None and not passed:
+                    passed = True
+                    await self.manager().tell(
+                        Healthy(watch.task_id, watch.node, watch.starts_at, self.now())
+                    )
                 failures = count_failures(failures, why is not None)
                 if why is not None and self.meter is not None:
                     self.meter.health_check_failures += 1

@@ -44,6 +44,7 @@ from orc.core.messages import (
     GetJob,
     GetStats,
     GetTask,
+    Healthy,
     Hold,
     JobsDue,
     JobVersions,
@@ -109,6 +110,7 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     ScaleJob: decide.scale,
     StopJob: decide.stop_job,
     RevertJob: decide.revert,
+    Healthy: decide.healthy,
 }
 
 # Reconcile passes after one change, at most: a pass's own events may call for another (a

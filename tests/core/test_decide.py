@@ -19,7 +19,7 @@ from orc.core.events import (
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.core.messages import Join, Place, Stop, Submit
+from orc.core.messages import Healthy, Join, Place, Stop, Submit
 from orc.core.model import NodeInfo, State, Task, TaskEvent, for_wire
 from orc.core.placement import choose, select_candidates
 from orc.core.state import ClusterState, apply, replay
@@ -300,3 +300,21 @@ def test_submissions_past_the_limits_are_refused_with_a_time_to_retry() -> None:
     assert full.events == [] and full.reply is not None
     assert (full.reply.status, full.reply.retry_after) == (503, 60.0)
     assert "ORC_MAX_TASKS" in full.reply.message
+
+
+def test_a_first_passing_health_check_is_recorded_once_for_its_run() -> None:
+    state = _running_state()
+    task = next(iter(state.tasks.values()))
+    assert task.starts_at is not None
+    ok = Healthy(task.id, task.node, task.starts_at, "2026-01-01T00:00:09+00:00")
+    first = decide.healthy(state, ok)
+    assert [type(e).__name__ for e in first.events] == ["TaskHealthy"]
+    for event in first.events:
+        apply(state, event)
+    assert state.checked[task.id] == (task.starts_at, "2026-01-01T00:00:09+00:00")
+    assert decide.healthy(state, ok).events == []  # once per run
+    other_run = Healthy(task.id, task.node, "2025-12-31T00:00:00+00:00", ok.now)
+    elsewhere = Healthy(task.id, "another-node", task.starts_at, ok.now)
+    unknown = Healthy("no-such-task", task.node, task.starts_at, ok.now)
+    for late in (other_run, elsewhere, unknown):
+        assert decide.healthy(state, late).events == []

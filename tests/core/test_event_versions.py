@@ -25,6 +25,7 @@ from orc.core.events import (
     StateDigest,
     TaskExited,
     TaskFailed,
+    TaskHealthy,
     TaskLost,
     TaskPurged,
     TaskRestarted,
@@ -95,6 +96,7 @@ EXAMPLES: list[AnyEvent] = [
         exit_code=1,
     ),
     TaskRestarted(at=AT, task_id=TASK_ID, node="w2"),
+    TaskHealthy(at=AT, task_id=TASK_ID, node="w2", starts_at=AT),
     TaskUnhealthy(
         at=AT, task_id=TASK_ID, node="w1", reason="GET /health: 503", failures=3, stop=True
     ),
@@ -154,6 +156,7 @@ LAYOUTS: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "TaskRestarted": (1, ("TaskID", "Node", "At")),
+    "TaskHealthy": (1, ("TaskID", "Node", "StartsAt", "At")),
     "TaskUnhealthy": (1, ("TaskID", "Node", "Reason", "Failures", "Stop", "At")),
     "TaskPurged": (1, ("TaskID", "Reason", "At")),
     "StateDigest": (1, ("Seq", "Digest", "At")),

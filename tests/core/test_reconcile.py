@@ -13,6 +13,7 @@ from orc.core.events import (
     JobScaled,
     JobStopped,
     NodeJoined,
+    TaskHealthy,
     TaskStarted,
     TaskStopRequested,
     TaskSubmitted,
@@ -681,3 +682,34 @@ def test_a_pass_is_due_again_at_once_only_for_the_jobs_that_ask() -> None:
     assert p.due(at(10)) == {"now"}
     assert p.due(at(11)) == {"now", "later"}
     assert p.due("not a time") == set()
+
+
+def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() -> None:
+    """Running for MinHealthyTime is not enough for a task with a `HealthCheck`: its time
+    counts from the first check that passed on this run (`TaskHealthy`). A pass recorded for
+    an earlier run does not count, and a task whose check never passes fails the deployment
+    at its HealthyDeadline, running or not."""
+    sim = Sim()
+    sim.join(node("n0"))
+    job = spec("web", count=2, update=FAST)
+    sim.register(
+        msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
+    )
+    sim.round(T0)
+    first, second = sim.running("web")
+    p = sim.round(at(15))  # both Running for 15 s > MinHealthyTime 10 s: not yet healthy
+    assert actions(p) == [] and p.wake == {"web": at(60)}  # the HealthyDeadline
+    passed = TaskHealthy(at=at(20), task_id=first.id, node=first.node, starts_at=T0)
+    stale = TaskHealthy(at=at(20), task_id=second.id, node=second.node, starts_at=at(-5))
+    sim.apply([passed, stale])
+    assert second.id not in sim.state.checked  # a pass on another run: not recorded
+    p = sim.round(at(25))
+    assert actions(p) == [] and p.wake == {"web": at(30)}  # 10 s after its pass
+    p = sim.round(at(30))
+    assert [(e.action, e.task_id) for e in decided(p)] == [("healthy", first.id)]
+    p = sim.round(at(60))
+    assert [(e.action, e.task_id) for e in decided(p)][:2] == [
+        ("unhealthy", second.id),
+        ("deployment-failed", ""),
+    ]
+    assert decided(p, "unhealthy")[0].reason == "not healthy within 1min (HealthyDeadline)"

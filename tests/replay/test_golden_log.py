@@ -32,6 +32,7 @@ from orc.core.events import (
     NodeJoined,
     StateDigest,
     TaskExited,
+    TaskHealthy,
     TaskScheduled,
     TaskStarted,
     TaskSubmitted,
@@ -73,10 +74,10 @@ def test_the_golden_files_are_as_written(golden: Path) -> None:
 
 
 def test_it_covers_every_event_type(golden: Path) -> None:
-    """Every event type there was when the golden logs were written (jobs came later: their
-    events are replayed by the job tests' own logs)."""
+    """Every event type there was when the golden logs were written (jobs and `TaskHealthy`
+    came later: their events are replayed by the job tests' own logs)."""
     want = expected(golden)
-    newer = {cls.__name__ for cls in JOB_EVENTS}
+    newer = {cls.__name__ for cls in (*JOB_EVENTS, TaskHealthy)}
     assert set(want["counts"]) == {cls.__name__ for cls in ALL_EVENTS} - newer
     assert sum(want["counts"].values()) == want["last_seq"]
 
