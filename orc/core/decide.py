@@ -440,16 +440,18 @@ def _restart(
     )
 
 
+def _current_run(state: ClusterState, task_id: str, node: str, starts_at: str) -> Task | None:
+    """The task a health verdict is about, if it still runs the run the verdict is on."""
+    task = state.tasks.get(task_id)
+    if task is None or task.state != State.RUNNING:
+        return None
+    return task if (task.node, task.starts_at) == (node, starts_at) else None
+
+
 def healthy(state: ClusterState, cmd: Healthy) -> Decision:
     """The HealthChecker's first pass on a run: recorded once, for the run it is about."""
-    task = state.tasks.get(cmd.task_id)
-    if (
-        task is None
-        or task.state != State.RUNNING
-        or task.node != cmd.node
-        or task.starts_at != cmd.starts_at
-        or state.checked.get(task.id, ("",))[0] == cmd.starts_at
-    ):
+    task = _current_run(state, cmd.task_id, cmd.node, cmd.starts_at)
+    if task is None or state.checked.get(task.id, ("",))[0] == cmd.starts_at:
         return nothing()  # a run that is over, or one whose pass is recorded already
     return Decision(
         [TaskHealthy(at=cmd.now, task_id=task.id, node=task.node, starts_at=cmd.starts_at)]
@@ -457,15 +459,8 @@ def healthy(state: ClusterState, cmd: Healthy) -> Decision:
 
 
 def unhealthy(state: ClusterState, cmd: Unhealthy, settings: RestartSettings = DEFAULT) -> Decision:
-    task = state.tasks.get(cmd.task_id)
-    if (
-        task is None
-        or task.state != State.RUNNING
-        or task.node != cmd.node
-        or task.starts_at != cmd.starts_at
-        or task.id in state.unhealthy
-        or task.id in state.stop_requested
-    ):
+    task = _current_run(state, cmd.task_id, cmd.node, cmd.starts_at)
+    if task is None or task.id in state.unhealthy or task.id in state.stop_requested:
         return nothing()  # a verdict on a run that is over, or one already acted on
     reason = f"unhealthy: {cmd.reason}"
     event = TaskUnhealthy(

@@ -78,19 +78,33 @@ def journal_lines(workdir: Path) -> list[bytes] | None:
     return data.split(b"\n")[:-1]
 
 
+L = TypeVar("L")
+
+
+def last_line(workdir: Path, prefix: bytes, line_type: type[L]) -> L | None:
+    """The journal's last whole line that starts with `prefix`, as `line_type`."""
+    for line in reversed(journal_lines(workdir) or []):
+        if line.startswith(prefix):
+            try:
+                return msgspec.json.decode(line, type=line_type)
+            except msgspec.DecodeError:
+                continue
+    return None
+
+
+def read_old_record(path: Path, record_type: type[L]) -> L | None:
+    """A record file of an orc from before the journal (`exit`, `run.json`), if there is one."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=record_type)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
 def read_exit_record(workdir: Path) -> ExitRecord | None:
     """The last exit the journal records; else the `exit` file a shim from before the journal
     wrote; None when neither says."""
-    for line in reversed(journal_lines(workdir) or []):
-        if line.startswith(EXIT_LINE):
-            try:
-                return msgspec.json.decode(line, type=_ExitLine).exit
-            except msgspec.DecodeError:
-                continue
-    try:
-        return msgspec.json.decode((workdir / "exit").read_bytes(), type=ExitRecord)
-    except (OSError, msgspec.DecodeError):
-        return None
+    found = last_line(workdir, EXIT_LINE, _ExitLine)
+    return found.exit if found is not None else read_old_record(workdir / "exit", ExitRecord)
 
 
 def run_key(task: Task) -> tuple[str | None, int]:

@@ -54,10 +54,11 @@ from orc.drivers.base import (
     Handle,
     LaunchError,
     LaunchIntent,
-    journal_lines,
+    last_line,
     own_handle,
     read_exit_record,
     read_intent,
+    read_old_record,
     read_output,
     record_exit,
     run_key,
@@ -269,16 +270,8 @@ class _RunLine(msgspec.Struct, frozen=True):
 def _read_run(workdir: Path) -> RunRecord | None:
     """The run the journal records (the last); else the `run.json` a shim from before the
     journal wrote; None when neither says."""
-    for line in reversed(journal_lines(workdir) or []):
-        if line.startswith(RUN_LINE):
-            try:
-                return msgspec.json.decode(line, type=_RunLine).run
-            except msgspec.DecodeError:
-                continue
-    try:
-        return msgspec.json.decode((workdir / RUN).read_bytes(), type=RunRecord)
-    except (OSError, msgspec.DecodeError):
-        return None
+    found = last_line(workdir, RUN_LINE, _RunLine)
+    return found.run if found is not None else read_old_record(workdir / RUN, RunRecord)
 
 
 @contextlib.contextmanager
