@@ -374,29 +374,14 @@ def _slot(slot: int) -> str:
 
 
 def _outcome(view: dict[str, Any], version: int) -> tuple[bool, str] | None:
-    """Whether the rollout of `version` is over, and how: (succeeded, what), or None."""
+    """Whether the rollout of `version` is over, and how: (succeeded, what), or None. The
+    manager judges the current version's (`Rollout`); a newer version replaced ours."""
     if view["Version"] > version:
         return False, f"replaced by version {view['Version']} ({_reason(view)})"
-    if view["Status"] == "stopped":
-        return False, "the job was stopped"
-    tasks = view["Tasks"]
-    waiting = tasks.get("Pending", 0) + tasks.get("Scheduled", 0)
-    running = tasks.get("Running", 0)
-    d = view["Deployment"]
-    if view["Type"] == "batch":
-        return (True, "complete") if view["Status"] == "complete" else None
-    if d is not None and d["State"] == "running":
+    rollout = view["Rollout"]
+    if rollout["State"] == "running":
         return None
-    if d is not None and d["Version"] == version:
-        if d["State"] == "successful":
-            return True, "deployment successful"
-        return False, f"deployment {d['State']}: {d['Reason'] or 'no reason given'}"
-    if view["Type"] == "system":
-        done = waiting == 0 and (running > 0 or view["Count"] == 0)
-        return (True, f"running on {running} node(s)") if done else None
-    if waiting == 0 and running == view["Count"]:
-        return True, f"{running} running"
-    return None
+    return rollout["State"] == "successful", rollout["Reason"]
 
 
 def _reason(view: dict[str, Any]) -> str:

@@ -138,8 +138,19 @@ class DeploymentView(View, frozen=True):
     versions: list[VersionTally]
 
 
+class RolloutView(View, frozen=True):
+    """Whether the job's current version is out: `running` (still rolling out; `Reason`:
+    what it waits for), `successful`, `failed` or `stopped`, with why. What `orc job run`
+    watches, so that the rule lives here and not in the client."""
+
+    version: int
+    state: str
+    reason: str
+
+
 class JobView(View, frozen=True):
-    """`GET /jobs/{id}`: the job, its tasks by state, what it waits for, and its deployment."""
+    """`GET /jobs/{id}`: the job, its tasks by state, what it waits for, its deployment, and
+    how the rollout of its current version stands."""
 
     id: str
     name: str
@@ -154,6 +165,7 @@ class JobView(View, frozen=True):
     updated_at: str
     parent: str
     deployment: DeploymentView | None
+    rollout: RolloutView
     spec: JobSpec
 
 
@@ -225,8 +237,41 @@ def job_view(job: JobRecord, tasks: Iterable[Task], stopping: Collection[str]) -
         updated_at=job.updated_at,
         parent=job.parent,
         deployment=deployment,
+        rollout=rollout(job, by_state),
         spec=spec,
     )
+
+
+def rollout(job: JobRecord, tasks: dict[str, int]) -> RolloutView:
+    """How the rollout of the job's current version stands, from the job and its tasks by
+    state: a batch job is out once complete; a service with a deployment of this version once
+    that succeeded (failed: it failed); a system job once nothing waits and it runs somewhere;
+    else once its Count runs and nothing waits."""
+    spec, d, version = job.spec, job.deployment, job.version
+
+    def said(state: str, reason: str) -> RolloutView:
+        return RolloutView(version=version, state=state, reason=reason)
+
+    waiting = tasks.get(State.PENDING.label, 0) + tasks.get(State.SCHEDULED.label, 0)
+    running = tasks.get(State.RUNNING.label, 0)
+    still = said(RUNNING, (d.reason if d is not None else "") or job.waiting)
+    if job.status == STOPPED:
+        return said(STOPPED, "the job was stopped")
+    if spec.type == "batch":
+        return said(DEPLOYED, "complete") if job.status == COMPLETE else still
+    if d is not None and d.state == RUNNING:
+        return still
+    if d is not None and d.version == version:
+        if d.state == DEPLOYED:
+            return said(DEPLOYED, "deployment successful")
+        return said(FAILED, f"deployment {d.state}: {d.reason or 'no reason given'}")
+    if spec.type == "system":
+        if waiting == 0 and (running > 0 or spec.count == 0):
+            return said(DEPLOYED, f"running on {running} node(s)")
+        return still
+    if waiting == 0 and running == spec.count:
+        return said(DEPLOYED, f"{running} running")
+    return still
 
 
 def version_views(job: JobRecord) -> list[JobVersionView]:

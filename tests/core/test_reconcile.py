@@ -19,7 +19,7 @@ from orc.core.events import (
     TaskSubmitted,
     TaskUnhealthy,
 )
-from orc.core.jobs import COMPLETE, DEPLOYED, FAILED, LIVE, RUNNING, task_id_for
+from orc.core.jobs import COMPLETE, DEPLOYED, FAILED, LIVE, RUNNING, job_view, task_id_for
 from orc.core.jobspec import (
     ConstraintSpec,
     PeriodicSpec,
@@ -713,3 +713,48 @@ def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() ->
         ("deployment-failed", ""),
     ]
     assert decided(p, "unhealthy")[0].reason == "not healthy within 1min (HealthyDeadline)"
+
+
+def _rollout(sim: Sim, job_id: str = "web") -> tuple[str, str]:
+    job = sim.state.jobs[job_id]
+    tasks = [sim.state.tasks[i] for i in sim.state.job_tasks.get(job_id, {})]
+    view = job_view(job, tasks, sim.state.stop_requested).rollout
+    assert view.version == job.version
+    return view.state, view.reason
+
+
+def test_the_rollout_of_the_current_version_as_the_job_view_tells_it() -> None:
+    """`Rollout` in `GET /jobs/{id}`: what `orc job run` watches, judged in the core."""
+    sim = Sim()
+    sim.join(node("n0"), node("n1"))
+    sim.register(spec("web", count=2, update=FAST))
+    assert _rollout(sim) == ("running", "")
+    sim.round(T0)
+    state, reason = _rollout(sim)
+    assert state == "running" and "waiting for new tasks to become healthy" in reason
+    sim.round(at(10))
+    assert _rollout(sim) == ("successful", "deployment successful")
+
+    update = UpdateSpec(max_parallel=1, min_healthy_time=10, healthy_deadline=20)
+    sim.register(spec("web", count=2, update=update, env=["V=2"]), now=at(30))
+    sim.round(at(30))
+    assert _rollout(sim)[0] == "running"
+    new = next(x for x in sim.running("web") if x.job_version == sim.state.jobs["web"].version)
+    sim.exit(new.id, at(31), code=1)
+    sim.round(at(31))
+    state, reason = _rollout(sim)
+    assert state == "failed" and reason.startswith("deployment failed: ")
+
+    sim.register(spec("batch", type="batch", count=1))
+    assert _rollout(sim, "batch")[0] == "running"
+    sim.round(at(40))
+    done = sim.running("batch")[0]
+    sim.exit(done.id, at(41))
+    sim.round(at(41))
+    assert _rollout(sim, "batch") == ("successful", "complete")
+
+    sim.register(spec("everywhere", type="system"))
+    sim.round(at(50))
+    assert _rollout(sim, "everywhere") == ("successful", "running on 2 node(s)")
+    sim.apply([JobStopped(at=at(60), job_id="web", reason="stopped by a user")])
+    assert _rollout(sim) == ("stopped", "the job was stopped")
