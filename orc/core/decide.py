@@ -529,6 +529,8 @@ def register(state: ClusterState, cmd: SubmitJob, limits: Limits) -> Decision:
     if job is not None and job.spec == spec and job.status == LIVE:
         accepted = JobAccepted(spec.id, job.version, "unchanged: this is the current version")
         return Decision([], Reply(200, body=accepted))
+    if spec.type != "system" and (full := _past_max_tasks(state, spec.id, spec.count, limits)):
+        return full
     if job is None:
         version, reason = 0, "submitted"
     else:
@@ -547,7 +549,33 @@ def register(state: ClusterState, cmd: SubmitJob, limits: Limits) -> Decision:
     )
 
 
-def scale(state: ClusterState, cmd: ScaleJob) -> Decision:
+def _past_max_tasks(
+    state: ClusterState, job_id: str, count: int, limits: Limits
+) -> Decision | None:
+    """The refusal of a job's Count that would take orc past ORC_MAX_TASKS, as `submit`
+    refuses a task: the tasks it holds now, plus those the job would add to its live ones
+    (ended tasks count until they are forgotten). None when it fits."""
+    live = sum(
+        1
+        for task_id in state.job_tasks.get(job_id, {})
+        if (t := state.tasks.get(task_id)) is not None and t.state not in TERMINAL
+    )
+    added = count - live
+    if added <= 0 or len(state.tasks) + added <= limits.max_tasks:
+        return None
+    return Decision(
+        [],
+        Reply(
+            503,
+            message=f"orc holds {len(state.tasks)} tasks and job {job_id} would add {added},"
+            f" past its limit of {limits.max_tasks} (ORC_MAX_TASKS); ended tasks are forgotten"
+            " after ORC_TASK_RETENTION: retry later, or ask for fewer",
+            retry_after=HELD_RETRY,
+        ),
+    )
+
+
+def scale(state: ClusterState, cmd: ScaleJob, limits: Limits = NO_LIMITS) -> Decision:
     job = state.jobs.get(cmd.job_id)
     if job is None:
         return _no_job(cmd.job_id)
@@ -568,6 +596,8 @@ def scale(state: ClusterState, cmd: ScaleJob) -> Decision:
     accepted = JobAccepted(job.spec.id, job.version, f"count {job.spec.count} -> {cmd.count}")
     if cmd.count == job.spec.count and job.status == LIVE:
         return Decision([], Reply(200, body=accepted))
+    if full := _past_max_tasks(state, job.spec.id, cmd.count, limits):
+        return full
     reason = f"scaled from {job.spec.count} to {cmd.count} by request"
     return Decision(
         [JobScaled(at=cmd.now, job_id=job.spec.id, count=cmd.count, reason=reason)],

@@ -107,7 +107,6 @@ _DECIDERS: dict[type, Callable[[ClusterState, Any], decide.Decision]] = {
     Join: decide.join,
     NodeSilent: decide.node_down,
     LogBehind: decide.log_behind,
-    ScaleJob: decide.scale,
     StopJob: decide.stop_job,
     RevertJob: decide.revert,
     Healthy: decide.healthy,
@@ -179,6 +178,7 @@ class Manager(Actor):
             Purge: lambda s, m: decide.purge(s, m, self.ended),
             Submit: lambda s, m: decide.submit(s, m, self.limits, self._pending()),
             SubmitJob: lambda s, m: decide.register(s, m, self.limits),
+            ScaleJob: lambda s, m: decide.scale(s, m, self.limits),
         }
         # jobs: the reconciler's timers (`orc.core.reconcile.Pass.wake`), and the clock its
         # passes read (a test's mock clock drives both)

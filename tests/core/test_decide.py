@@ -19,7 +19,8 @@ from orc.core.events import (
     TaskSubmitted,
     TaskUnplaced,
 )
-from orc.core.messages import Healthy, Join, Place, Stop, Submit
+from orc.core.jobspec import JobSpec, TemplateSpec
+from orc.core.messages import Healthy, Join, Place, ScaleJob, Stop, Submit, SubmitJob
 from orc.core.model import NodeInfo, State, Task, TaskEvent, for_wire
 from orc.core.placement import choose, select_candidates
 from orc.core.state import ClusterState, apply, replay
@@ -318,3 +319,24 @@ def test_a_first_passing_health_check_is_recorded_once_for_its_run() -> None:
     unknown = Healthy("no-such-task", task.node, task.starts_at, ok.now)
     for late in (other_run, elsewhere, unknown):
         assert decide.healthy(state, late).events == []
+
+
+def test_a_job_or_a_scale_past_the_task_limit_is_refused_as_a_task_is() -> None:
+    """ORC_MAX_TASKS holds for jobs too: the tasks held now plus those a job would add to its
+    live ones. A Count that fits is taken, and so is scaling down."""
+    state = _running_state()  # one task held, of no job
+    limits = decide.Limits(max_tasks=4)
+    spec = JobSpec(id="web", count=3, task=TemplateSpec(cmd=["sleep", "9"]))
+    fits = decide.register(state, SubmitJob(spec, T1), limits)
+    assert fits.reply is not None and fits.reply.status == 201
+    for event in fits.events:
+        apply(state, event)
+    bigger = msgspec.structs.replace(spec, id="api", count=4)
+    full = decide.register(state, SubmitJob(bigger, T1), limits)
+    assert full.events == [] and full.reply is not None
+    assert (full.reply.status, full.reply.retry_after) == (503, 60.0)
+    assert "orc holds 1 tasks and job api would add 4, past its limit of 4" in full.reply.message
+    # the job has no task yet: its Count is what it would add
+    refused = decide.scale(state, ScaleJob("web", 4, T1), limits)
+    assert refused.events == [] and refused.reply is not None and refused.reply.status == 503
+    assert decide.scale(state, ScaleJob("web", 2, T1), limits).events != []

@@ -53,6 +53,31 @@ async def test_too_many_held_tasks_get_503_with_retry_after(tmp_path: Path) -> N
         assert (await c.manager.get("/stats")).json()["TaskCount"] == 4
 
 
+async def test_jobs_are_held_to_the_task_limit_too(tmp_path: Path) -> None:
+    """A job, or a scale, that would take orc past ORC_MAX_TASKS is refused as a task is
+    (503, Retry-After), naming how many it holds and how many the job would add; a job that
+    fits is made, and scaling down always is."""
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    async with running_cluster(make_settings(tmp_path / "d", ORC_MAX_TASKS="5")) as c:
+        m = c.manager
+        r = await m.post("/jobs", json={"ID": "a", "Count": 3, "Task": {"Cmd": sleep}})
+        assert r.status_code == 201, r.text
+        with trio.fail_after(10):
+            while (await m.get("/stats")).json()["TaskCount"] < 3:
+                await trio.sleep(0.05)
+        r = await m.post("/jobs", json={"ID": "b", "Count": 3, "Task": {"Cmd": sleep}})
+        assert r.status_code == 503 and r.headers["retry-after"] == "60"
+        message = r.json()["message"]
+        assert "orc holds 3 tasks and job b would add 3, past its limit of 5" in message
+        assert "ORC_MAX_TASKS" in message
+        assert (await m.get("/jobs/b")).status_code == 404  # nothing was made
+        r = await m.put("/jobs/a/scale", json={"Count": 6})
+        assert r.status_code == 503 and "job a would add 3" in r.json()["message"]
+        assert (await m.put("/jobs/a/scale", json={"Count": 5})).status_code == 200
+        assert (await m.put("/jobs/a/scale", json={"Count": 1})).status_code == 200
+        assert (await m.delete("/jobs/a")).status_code in (200, 202, 204)
+
+
 async def test_too_many_event_streams_get_503_and_a_closed_one_frees_its_place(
     tmp_path: Path,
 ) -> None:
