@@ -74,7 +74,7 @@ from orc.core.messages import (
     Unhealthy,
 )
 from orc.core.model import NodeInfo, State, Task, spec_of
-from orc.core.placement import allocations, choose, constraints_of, job_counts, satisfies
+from orc.core.placement import allocations, choose, constraints_of, job_counts, unfit
 from orc.core.restarts import DEFAULT, RestartSettings, fmt_seconds, plan, policy_of
 from orc.core.retention import EndedIndex
 from orc.core.state import ClusterState
@@ -477,12 +477,9 @@ def unhealthy(state: ClusterState, cmd: Unhealthy, settings: RestartSettings = D
 def can_run(state: ClusterState, node: str, task: Task) -> bool:
     """`node` is up, has the task's driver, and meets its constraints (a job's)."""
     info = state.nodes.get(node)
-    return (
-        info is not None
-        and node not in state.down
-        and task.driver in info.drivers
-        and all(satisfies(info, c) for c in constraints_of(task))
-    )
+    if info is None or node in state.down or not task.driver:
+        return False
+    return not unfit(info, task.driver, constraints_of(task))
 
 
 def restart_due(

@@ -212,6 +212,18 @@ def satisfies(node: NodeInfo, constraint: Constraint) -> bool:
     return False
 
 
+def unfit(node: NodeInfo, driver: str, constraints: Iterable[Constraint]) -> str:
+    """Why `node` can never run a task of `driver` under `constraints`, capacity aside; ""
+    when it can. The one rule for a node's fitness to a task (placement filters with it in
+    bulk, counting the reasons)."""
+    if driver and driver not in node.drivers:
+        return f"node {node.name} has no {driver} driver"
+    for c in constraints:
+        if not satisfies(node, c):
+            return f"node {node.name} does not satisfy {c.attribute} {c.operator} {c.value!r}"
+    return ""
+
+
 def constraints_of(task: Task) -> tuple[Constraint, ...]:
     """The task's constraints, each once (a repeated one would be reported twice)."""
     return tuple(dict.fromkeys(task.constraints)) if task.constraints else ()

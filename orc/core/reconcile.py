@@ -103,8 +103,8 @@ from orc.core import times
 from orc.core.events import AnyEvent, JobDecided, JobRegistered, TaskStopRequested, TaskSubmitted
 from orc.core.jobs import COMPLETE, LIVE, RUNNING, Deployment, JobRecord, task_id_for
 from orc.core.jobspec import JobSpec, constraints_of, reschedule_of, template_of, update_of
-from orc.core.model import Constraint, NodeInfo, State, Task
-from orc.core.placement import NODE_ATTRIBUTE, satisfies
+from orc.core.model import Constraint, State, Task
+from orc.core.placement import NODE_ATTRIBUTE, unfit
 from orc.core.restarts import fmt_seconds
 from orc.core.spec import to_task
 from orc.core.state import STOPPED_ON_REQUEST, ClusterState, apply
@@ -237,13 +237,6 @@ def pin_of(task: Task) -> str:
         if c.attribute == NODE_ATTRIBUTE and c.operator == "=":
             return c.value
     return task.node
-
-
-def eligible(node: NodeInfo, driver: str, constraints: Iterable[Constraint]) -> bool:
-    """Whether a system job whose template uses `driver` runs a task on `node` (up or not)."""
-    if driver and driver not in node.drivers:
-        return False
-    return all(satisfies(node, c) for c in constraints)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -753,7 +746,7 @@ class _Job:
         constraints = constraints_of(spec) or ()
         driver = spec.task.driver
         nodes = (
-            [n for n in self.state.up_nodes() if eligible(n, driver, constraints)] if live else []
+            [n for n in self.state.up_nodes() if not unfit(n, driver, constraints)] if live else []
         )
         wanted = {n.name for n in nodes}
         self.drop_extra(tasks, "node")
@@ -779,13 +772,8 @@ class _Job:
             return f"node {name!r} is not in the cluster"
         if name in self.state.down:
             return f"node {name} is down"
-        driver = self.spec.task.driver
-        if driver and driver not in node.drivers:
-            return f"node {name} has no {driver} driver"
-        for c in constraints_of(self.spec) or ():
-            if not satisfies(node, c):
-                return f"node {name} does not satisfy {c.attribute} {c.operator} {c.value!r}"
-        return f"node {name} no longer runs the job"
+        why = unfit(node, self.spec.task.driver, constraints_of(self.spec) or ())
+        return why or f"node {name} no longer runs the job"
 
     # -- periodic
 
