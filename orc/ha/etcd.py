@@ -28,6 +28,8 @@ import httpx
 import msgspec
 import trio
 
+from orc.ha.transport import UnaryTransport
+
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 3.0  # seconds one endpoint has to answer; etcd answers in milliseconds
@@ -407,7 +409,10 @@ class EtcdClient:
     def __init__(self, endpoints: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._endpoints = _Endpoints(endpoints)
         self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=timeout)
+        # short calls through a transport that yields to the event loop as little as it can
+        # (orc/ha/transport.py says why); watches stream through httpx's own
+        self._http = httpx.AsyncClient(timeout=timeout, transport=UnaryTransport())
+        self._streams = httpx.AsyncClient(timeout=timeout)
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -415,6 +420,7 @@ class EtcdClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def __aenter__(self) -> EtcdClient:
         return self
@@ -565,8 +571,10 @@ class EtcdClient:
 
     async def _open_watch(self, stack: contextlib.AsyncExitStack, url: str, body: bytes) -> Watch:
         timeout = httpx.Timeout(self.timeout, read=None)  # events come when they come
-        request = self._http.build_request("POST", url + "/v3/watch", content=body, timeout=timeout)
-        response = await self._http.send(request, stream=True)
+        request = self._streams.build_request(
+            "POST", url + "/v3/watch", content=body, timeout=timeout
+        )
+        response = await self._streams.send(request, stream=True)
         stack.push_async_callback(response.aclose)
         if response.status_code != 200:
             await response.aread()
