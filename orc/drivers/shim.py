@@ -247,14 +247,13 @@ class _Shim:
             except ValueError as exc:
                 self._reply({"launch": "", "error": f"orc's shim: {exc!r}"})
                 continue
-            for request in batch:
+            for request in batch if isinstance(batch, list) else [batch]:
                 taken += 1
                 try:
                     self._carry_out(request)
                 except Exception as exc:  # a request it cannot read, a directory gone: say so
-                    self._reply(
-                        {"launch": request.get("launch", ""), "error": f"orc's shim: {exc!r}"}
-                    )
+                    launch = request.get("launch", "") if isinstance(request, dict) else ""
+                    self._reply({"launch": launch, "error": f"orc's shim: {exc!r}"})
         requests.detach()
         self._taken()
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -288,13 +287,22 @@ class _Shim:
             os.close(dirfd)
             self._reply({"launch": launch_id, "resolve": "busy"})
             return
-        journal = os.open(LAUNCH, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, dir_fd=dirfd)
-        chunks = []
-        while chunk := os.read(journal, 65536):
-            chunks.append(chunk)
-        first, _, rest = b"".join(chunks).partition(b"\n")
-        intent = json.loads(first)
-        if intent.get("launch") != launch_id or rest.strip():
+        journal = -1
+        try:
+            journal = os.open(LAUNCH, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, dir_fd=dirfd)
+            chunks = []
+            while chunk := os.read(journal, 65536):
+                chunks.append(chunk)
+            first, _, rest = b"".join(chunks).partition(b"\n")
+            intent = json.loads(first)
+            stale = intent.get("launch") != launch_id or bool(rest.strip())
+        except BaseException:
+            # this shim supervises other processes and lives on: let go of this directory now
+            if journal >= 0:
+                os.close(journal)
+            os.close(dirfd)
+            raise
+        if stale:
             os.close(journal)
             os.close(dirfd)  # lets go of the lock
             self._reply({"launch": launch_id, "resolve": "stale"})

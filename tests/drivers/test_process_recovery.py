@@ -278,3 +278,37 @@ async def test_records_of_a_shim_from_before_the_journal_are_read(tmp_path: Path
     ended = b'{"code":3,"error":"exited with status 3","launch":"old-orc.1"}'
     (workdir / "exit").write_bytes(ended)
     assert await ProcessDriver(tmp_path, stop_grace=1).find(task) == Exit(3, "exited with status 3")
+
+
+async def test_a_request_a_shim_cannot_read_fails_alone_and_lets_go_of_its_directory(
+    tmp_path: Path,
+) -> None:
+    """Requests that go to one shim together fail one by one: a directory whose journal is not
+    orc's gets an error, and its lock is free again at once, though the shim lives on for the
+    other request's process (a lock it kept would have recovery wait on a shim that does
+    nothing for the task)."""
+    driver = ProcessDriver(tmp_path, stop_grace=1)
+    good, bad = _task(["sleep", "30"]), _task(["sleep", "30"])
+    for task in (good, bad):
+        (tmp_path / task.id).mkdir()
+    write_intent(tmp_path / good.id, LaunchIntent("test.1", 0, good))
+    (tmp_path / bad.id / "launch").write_bytes(b"this is no intent\n")
+    requests = [
+        LaunchRequest("test.1", str(tmp_path / good.id), ["sleep", "30"], {"PATH": TASK_PATH}),
+        LaunchRequest("test.2", str(tmp_path / bad.id), ["sleep", "30"], {"PATH": TASK_PATH}),
+    ]
+    assert await driver._launcher.send(requests) == {}  # one message: one shim takes both
+    started = await driver._launcher.reply("test.1")
+    failed = await driver._launcher.reply("test.2")
+    assert started is not None and started.pid and started.shim_pid
+    assert failed is not None and "orc's shim" in failed.error and not failed.pid
+    try:
+        assert psutil.pid_exists(started.shim_pid)
+        fd = os.open(tmp_path / bad.id, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no BlockingIOError
+        finally:
+            os.close(fd)
+    finally:
+        os.killpg(started.pid, signal.SIGKILL)
+        await driver.aclose()
