@@ -398,11 +398,24 @@ def _prepare_launch(
     return used
 
 
+_RECORDING = Exit(None, "")  # `_exit_of`: its shim has not let go of the directory yet
+
+
 def _exit_of(workdir: Path, launch: str) -> Exit | None:
-    """How the run `launch` ended, if its shim has recorded it."""
-    ended = read_exit_record(workdir)
-    if ended is not None and ended.launch == launch:
-        return ended.exit
+    """Once the run `launch` has ended: how, by its shim's record; `_RECORDING` while its
+    shim still holds the directory (it is writing the record); None when the shim let go
+    without one (it was killed, or the disk refused the record)."""
+    for _ in range(2):
+        ended = read_exit_record(workdir)
+        if ended is not None and ended.launch == launch:
+            return ended.exit
+        try:
+            with _dir_lock(workdir) as mine:
+                if not mine:
+                    return _RECORDING
+        except OSError:
+            return None  # the directory is gone: nothing will be recorded there
+        # free: the shim is done with it; a record it wrote just before is read once more
     return None
 
 
@@ -732,23 +745,19 @@ class ProcessDriver:
         return result
 
     async def _recorded(self, workdir: Path, handle: ProcessHandle) -> Exit | None:
-        """Once the process has ended: how, by its shim's record; None when its shim died
-        without writing one. The shim writes it as soon as it learns of the end, a moment
-        after the process's end wakes us: so look again, after a while longer each time,
-        until the record is there or the shim has gone."""
+        """Once the process has ended: how, by its shim's record; None when the shim let go
+        of the directory without one. The shim writes it as soon as it learns of the end, a
+        moment after the end wakes us: so look again, a while longer each time, while the
+        shim still holds the directory (its other processes keep it alive, so its own end
+        says nothing)."""
         delay = 0.001
         while True:
             ended = await trio.to_thread.run_sync(
                 _exit_of, workdir, handle.launch, limiter=self._files
             )
-            if ended is not None:
+            if ended is not _RECORDING:
                 return ended
-            with trio.move_on_after(delay):
-                await _exited(handle.shim_pid, handle.shim_ticks)
-                # the shim is gone: what it recorded before it went is all there is
-                return await trio.to_thread.run_sync(
-                    _exit_of, workdir, handle.launch, limiter=self._files
-                )
+            await trio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
     async def stop(self, handle: Handle) -> None:
