@@ -173,7 +173,9 @@ def load(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Se
         worker_host=merged["ORC_WORKER_HOST"],
         worker_port=int(number("ORC_WORKER_PORT", int)),
         worker_count=int(number("ORC_WORKER_COUNT", int)),
-        data_dir=Path(merged["ORC_DATA_DIR"]),
+        # absolute: the process launcher works in a directory of its own, where a relative
+        # path would name another place
+        data_dir=Path(merged["ORC_DATA_DIR"]).absolute(),
         stop_grace=float(number("ORC_STOP_GRACE", float)),
         max_body=int(number("ORC_MAX_BODY", int)),
         segment_bytes=int(number("ORC_SEGMENT_BYTES", int)),

@@ -594,7 +594,8 @@ class ProcessDriver:
     name = "process"
 
     def __init__(self, root: Path, stop_grace: float = 5.0) -> None:
-        self.root = root
+        # absolute: the launcher and its shims work in other directories than ours
+        self.root = root.absolute()
         self.stop_grace = stop_grace
         # File system work runs in threads: on some disks an open costs half a millisecond.
         self._files = trio.CapacityLimiter(4)

@@ -273,3 +273,18 @@ async def test_a_burst_of_launches_shares_shims_and_each_task_keeps_its_own_exit
         while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in shims):
             await trio.sleep(0.01)
     await driver.aclose()
+
+
+async def test_a_relative_data_dir_launches_as_an_absolute_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` keeps its data in `./data`: a relative root. The launcher and its shims work
+    in other directories, where that path would name another place; every launch failed."""
+    monkeypatch.chdir(tmp_path)
+    driver = ProcessDriver(Path("data") / "tasks", stop_grace=1)
+    task = _task(["sh", "-c", "echo here; pwd"])
+    handle = await driver.start(task)
+    assert await driver.wait(handle) == Exit(0, "")
+    workdir = tmp_path / "data" / "tasks" / task.id
+    assert await driver.logs(task.id) == (f"here\n{workdir}\n".encode(), b"")
+    await driver.aclose()

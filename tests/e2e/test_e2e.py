@@ -140,6 +140,24 @@ def _pid(orc: Orc, task_id: str) -> int:
     return json.loads(runs[-1])["run"]["pid"]
 
 
+def test_a_relative_data_dir_runs_process_tasks(tmp_path: Path) -> None:
+    """`make run` keeps its data in `./data`, a relative path (ORC_DATA_DIR's default): process
+    tasks run there as with an absolute one (every launch failed when a shim, working in
+    another directory, took the path as its own)."""
+    relative = Path(os.path.relpath(tmp_path / "data", ROOT))
+    assert not relative.is_absolute()
+    node = Orc(relative)
+    node.start()
+    try:
+        task_id = node.post(["sh", "-c", "echo hello from a relative data dir"])
+        assert node.wait_for(task_id, 3)["ExitCode"] == 0
+        logs = httpx.get(f"{node.url}/tasks/{task_id}/logs", timeout=10)
+        assert "hello from a relative data dir" in logs.text
+    finally:
+        node.kill(signal.SIGKILL)
+        kill_task_processes(tmp_path / "data")
+
+
 def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
