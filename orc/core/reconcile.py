@@ -101,6 +101,7 @@ from croniter import croniter
 
 from orc.core import times
 from orc.core.events import AnyEvent, JobDecided, JobRegistered, TaskStopRequested, TaskSubmitted
+from orc.core.health import health_url
 from orc.core.jobs import COMPLETE, LIVE, RUNNING, Deployment, JobRecord, task_id_for
 from orc.core.jobspec import JobSpec, constraints_of, reschedule_of, template_of, update_of
 from orc.core.model import Constraint, State, Task
@@ -596,7 +597,8 @@ class _Job:
                 continue
             verdict = self.health(t, d)
             if verdict is True:
-                since = "its health check passed" if t.health_check else "it started"
+                checked = health_url(t, self.state.nodes.get(t.node)) is not None
+                since = "its health check passed" if checked else "it started"
                 self.decide(
                     "healthy",
                     f"{fmt_seconds(update.min_healthy_time)} since {since} (MinHealthyTime)",
@@ -637,10 +639,12 @@ class _Job:
         if why:
             return why
         if t.state == _RUNNING:
-            # MinHealthyTime runs from the start, or for a task with a health check from its
-            # first pass on this run (`TaskHealthy`): running is not yet healthy
+            # MinHealthyTime runs from the start, or for a task whose health is checked from
+            # its first pass on this run (`TaskHealthy`): running is not yet healthy. A task
+            # with a HealthCheck but nothing to check it on (a process, a container without
+            # a host port) is judged by running, as it always was.
             since = t.starts_at
-            if t.health_check:
+            if health_url(t, self.state.nodes.get(t.node)) is not None:
                 passed = self.state.checked.get(t.id)
                 since = passed[1] if passed is not None and passed[0] == t.starts_at else None
             ready = _later(since, update.min_healthy_time)

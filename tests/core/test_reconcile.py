@@ -27,7 +27,7 @@ from orc.core.jobspec import (
     SpreadSpec,
     UpdateSpec,
 )
-from orc.core.model import Constraint, State
+from orc.core.model import Constraint, HostPort, State
 from orc.core.reconcile import Pass, plan, reconcile, stopped_on_request
 from orc.core.snapshot import state_digest
 from orc.core.state import STOPPED_ON_REQUEST, ClusterState, apply
@@ -695,7 +695,11 @@ def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() ->
     sim.register(
         msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
     )
-    sim.round(T0)
+    sim.reconcile(T0)
+    sim.schedule(T0)
+    for i, t in enumerate(sim.tasks("web")):  # containers with a host port: checked
+        ports = {"80/tcp": [HostPort(HostIp="127.0.0.1", HostPort=str(8000 + i))]}
+        sim.apply([TaskStarted(at=T0, task_id=t.id, node=t.node, host_ports=ports)])
     first, second = sim.running("web")
     p = sim.round(at(15))  # both Running for 15 s > MinHealthyTime 10 s: not yet healthy
     assert actions(p) == [] and p.wake == {"web": at(60)}  # the HealthyDeadline
@@ -713,6 +717,21 @@ def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() ->
         ("deployment-failed", ""),
     ]
     assert decided(p, "unhealthy")[0].reason == "not healthy within 1min (HealthyDeadline)"
+
+
+def test_a_task_with_a_health_check_but_no_port_to_check_counts_healthy_from_its_start() -> None:
+    """A process task (no host port) with a `HealthCheck` is never probed: waiting for a pass
+    would fail every deployment at its HealthyDeadline. It is judged by running, as before."""
+    sim = Sim()
+    sim.join(node("n0"))
+    job = spec("web", count=1, update=FAST)
+    sim.register(
+        msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
+    )
+    sim.round(T0)
+    p = sim.round(at(10))
+    assert actions(p)[:2] == ["healthy", "deployed"]
+    assert decided(p, "healthy")[0].reason == "10s since it started (MinHealthyTime)"
 
 
 def _rollout(sim: Sim, job_id: str = "web") -> tuple[str, str]:
