@@ -440,7 +440,10 @@ class EtcdClient:
                 "POST", url + path, content=body, extensions={"timeout": self._timeouts}
             )
             try:
-                response = await self._http.handle_async_request(call)
+                if url.startswith("http://"):
+                    response = await self._http.handle_async_request(call)
+                else:  # TLS: httpx's own transport
+                    response = await self._streams.send(call)
             except httpx.TransportError as exc:
                 failures.append(f"{url}: {_describe(exc)}")
                 self._endpoints.failed(url)

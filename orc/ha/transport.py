@@ -39,8 +39,9 @@ class _Connection:
 
     def stale(self) -> bool:
         """Whether the server closed it while it was idle (it is readable: an EOF)."""
-        readable, _, _ = select.select([self.stream.socket.fileno()], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # not select.select: it refuses descriptors past 1023
+        poller.register(self.stream.socket.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     async def exchange(self, request: httpx.Request) -> httpx.Response:
         target = request.url.raw_path
@@ -94,10 +95,15 @@ class UnaryTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise httpx.ConnectError("the transport is closed", request=request)
+        if request.url.scheme != "http":
+            raise httpx.UnsupportedProtocol(
+                f"{request.url.scheme}: this transport speaks plain HTTP", request=request
+            )
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         origin = (request.url.host, request.url.port or 80)
-        connection = self._take(origin)
+        connection = None
         try:
+            connection = self._take(origin)
             if connection is None:
                 with trio.fail_after(timeout.get("connect") or 30):
                     connection = _Connection(await trio.open_tcp_stream(*origin))
@@ -118,7 +124,11 @@ class UnaryTransport(httpx.AsyncBaseTransport):
         except BaseException:  # cancelled mid-exchange: the connection is in an unknown state
             _drop(connection)
             raise
-        if connection.reusable() and len(self._idle.setdefault(origin, [])) < IDLE:
+        if (
+            not self._closed
+            and connection.reusable()
+            and len(self._idle.setdefault(origin, [])) < IDLE
+        ):
             self._idle[origin].append(connection)
         else:
             _drop(connection)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from orc.ha.etcd import EtcdClient
+from orc.ha.etcd import EtcdClient, EtcdUnavailable
 from orc.ha.transport import UnaryTransport
 from tests.ha.conftest import EtcdCluster
 
@@ -160,3 +160,16 @@ async def test_etcd_through_it(etcd: EtcdCluster) -> None:
         revision = await client.put(b"/orc-test/transport", b"v")
         found = await client.get(b"/orc-test/transport")
         assert found is not None and found.value == b"v" and found.mod_revision == revision
+
+
+async def test_it_speaks_plain_http_only_and_says_so() -> None:
+    """`https://` endpoints go through httpx's own transport (`EtcdClient` picks it)."""
+    async with httpx.AsyncClient(transport=UnaryTransport(), timeout=1) as client:
+        with pytest.raises(httpx.UnsupportedProtocol, match="plain HTTP"):
+            await client.post("https://127.0.0.1:1/x", content=b"{}")
+
+
+async def test_an_https_endpoint_goes_through_httpx_own_transport() -> None:
+    async with EtcdClient("https://127.0.0.1:9", timeout=1) as client:
+        with pytest.raises(EtcdUnavailable, match="ConnectError"):  # not UnsupportedProtocol
+            await client.get(b"/x")
