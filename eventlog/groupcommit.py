@@ -66,9 +66,15 @@ class GroupCommit(Generic[P]):
             raise
 
     async def _lead(self) -> None:
-        """Flush everything queued, then pass the lead on to a waiting submission."""
+        """Flush everything queued, then pass the lead on to a waiting submission (also when
+        the flush failed: the next one must not wait for a lead that never comes)."""
         batch, self._queue = self._queue, []
-        await self._flush(batch)
+        try:
+            await self._flush(batch)
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
         if self._queue:
             successor = self._queue[0]
             successor.lead = True

@@ -51,10 +51,11 @@ EXIT_LINE = b'{"exit":'  # as orc/drivers/shim.py writes it
 
 
 def append_line(workdir: Path, line: bytes) -> None:
-    """Append `line` (without its newline) to the task's journal, in one write."""
+    """Append `line` to the task's journal, in one write, between newlines (see the shim's
+    module docstring: a line cut short before it is never glued to it)."""
     fd = os.open(workdir / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, line + b"\n")
+        os.write(fd, b"\n" + line + b"\n")
     finally:
         os.close(fd)
 

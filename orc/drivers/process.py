@@ -225,7 +225,18 @@ class _Launch:
     of orc (how it is, or how it ended); `error`: it cannot go ahead. Neither: its request was
     sent, and its reply is awaited."""
 
-    __slots__ = ("argv", "done", "env", "error", "id", "lead", "outcome", "task", "workdir")
+    __slots__ = (
+        "abandoned",
+        "argv",
+        "done",
+        "env",
+        "error",
+        "id",
+        "lead",
+        "outcome",
+        "task",
+        "workdir",
+    )
 
     def __init__(
         self, task: Task, workdir: Path, launch: str, argv: list[str], env: dict[str, str]
@@ -239,6 +250,7 @@ class _Launch:
         self.error: LaunchError | None = None
         self.done = trio.Event()
         self.lead = False
+        self.abandoned = False  # its `start` returned or was cancelled
 
 
 # -- the working directory's files (blocking: called in threads) ---------------------------------
@@ -526,6 +538,9 @@ class Launcher:
             try:
                 async with self._send_lock:
                     await sock.send(message)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                for launch in launches:  # replaced meanwhile: the launch is tried again
+                    self._waiting[launch] = _GONE
             except OSError as exc:
                 if exc.errno != errno.EMSGSIZE:
                     for launch in launches:
@@ -566,7 +581,10 @@ class Launcher:
         if sock is not self._socket:
             return False
         with trio.move_on_after(1.0):
-            data = await sock.recv(65536)
+            try:
+                data = await sock.recv(65536)
+            except (trio.ClosedResourceError, OSError):
+                return False  # closed under us (another launcher replaced it): the files tell
             if not data:
                 return False  # the launcher and every shim it forked have let go
             try:
@@ -660,6 +678,7 @@ class ProcessDriver:
                     raise launch.error
                 reply = await self._launcher.reply(launch.id)
             finally:
+                launch.abandoned = True
                 self._launcher.forget(launch.id)
             if reply is not None and reply.pid:
                 return ProcessHandle(
@@ -691,15 +710,21 @@ class ProcessDriver:
         trip to a thread and a message each cost the worker more than the launches did."""
         spares = [self._spares.pop() if self._spares else None for _ in group]
         try:
-            prepared = await trio.to_thread.run_sync(
-                _prepare_launches,
-                [
-                    (launch.workdir, launch.task, launch.id, spare)
-                    for launch, spare in zip(group, spares, strict=True)
-                ],
-                self._ours,
-                limiter=self._files,
-            )
+            try:
+                prepared = await trio.to_thread.run_sync(
+                    _prepare_launches,
+                    [
+                        (launch.workdir, launch.task, launch.id, spare)
+                        for launch, spare in zip(group, spares, strict=True)
+                    ],
+                    self._ours,
+                    limiter=self._files,
+                )
+            except Exception as exc:  # not the disk's refusal (each launch has its own): a bug
+                log.exception("cannot prepare %d launches", len(group))
+                error = LaunchError(f"cannot prepare the working directory: {exc!r}")
+                prepared = [error] * len(group)
+                spares = [None] * len(group)  # where they are now is unknown: left on disk
             for spare, outcome in zip(spares, prepared, strict=True):
                 if spare is not None and outcome is not True:
                     # kept for the next launch (keep_spares may have made one more: harmless)
@@ -721,6 +746,8 @@ class ProcessDriver:
                 refused = {request.launch: error for request in requests}
             for launch in group:
                 launch.error = refused.get(launch.id, launch.error)
+                if launch.abandoned:  # its start was cancelled meanwhile: nobody will read
+                    self._launcher.forget(launch.id)
         finally:
             # after the launches, so that making the next spare does not slow them down
             self._spare_taken.set()

@@ -36,8 +36,9 @@ protocol (`orc.drivers.process` is the worker's side):
   - `{"exit": {...}}`, appended by the shim once the process has ended: `code` (None when it
     could not start) and `error`, with the launch ID and attempt.
 
-  Each line goes in one `write` to a file opened for appending, so a reader sees it whole or
-  not at all (a line cut short by a crash has no newline, and counts as not written). One
+  Each record goes in one `write` to a file opened for appending, between newlines (it starts
+  with one too), so a reader sees it whole or not at all: a line a crash or a full disk cut
+  short is garbled alone, never glued to the next record. One
   file, not a file per record renamed into place: making a file costs as much as starting the
   process on some disks, and a task already needs its directory and its output.
 - the directory itself is locked (`flock`) by the shim from before it looks at the intent
@@ -312,10 +313,12 @@ class _Shim:
     def _start(
         self, request: dict[str, Any], intent: dict[str, Any], dirfd: int, journal: int
     ) -> None:
-        """Start the task's process, record it and answer; or record and answer why not."""
-        argv = list(request["argv"])
+        """Start the task's process, record it and answer; or record and answer why not (and
+        let go of the directory at once: this shim may live on for other processes)."""
+        argv: list[str] = []
         files: list[int] = []
         try:
+            argv = list(request["argv"])
             os.write(journal, SPAWNING + b"\n")
             files.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
             for name in OUTPUT:
@@ -324,10 +327,12 @@ class _Shim:
             pid = spawn(argv, request["env"], *files)
         except Exception as exc:
             error = launch_error(argv[0] if argv else "", exc)
-            _record_exit(journal, intent, None, error)
-            os.close(journal)
-            os.close(dirfd)
-            self._reply({"launch": request["launch"], "error": error})
+            try:
+                _record_exit(journal, intent, None, error)
+            finally:
+                os.close(journal)
+                os.close(dirfd)
+            self._reply({"launch": request.get("launch", ""), "error": error})
             return
         finally:
             for fd in files:
@@ -341,7 +346,7 @@ class _Shim:
             "shim_ticks": self.ticks,
         }
         try:
-            os.write(journal, RUN_LINE + _json(record) + b"}\n")
+            os.write(journal, b"\n" + RUN_LINE + _json(record) + b"}\n")
         except OSError as exc:  # the worker still learns the pid from the reply
             _log(f"cannot record the run of {request['launch']}: {exc}")
         self._reply({key: record[key] for key in _REPLIED} | {"launch": request["launch"]})
@@ -366,12 +371,12 @@ class _Shim:
 def _record_exit(journal: int, intent: dict[str, Any], code: int | None, error: str) -> None:
     """How the launch ended, for the worker now or after a restart (a disk that refuses it
     leaves the exit status unknown, and the worker says so)."""
-    record = {"code": code, "error": error, "launch": intent["launch"]}
-    record["attempt"] = intent["attempt"]
+    record = {"code": code, "error": error, "launch": intent.get("launch", "")}
+    record["attempt"] = intent.get("attempt", 0)
     try:
-        os.write(journal, EXIT_LINE + _json(record) + b"}\n")
+        os.write(journal, b"\n" + EXIT_LINE + _json(record) + b"}\n")
     except OSError as exc:
-        _log(f"cannot record the end of {intent['launch']}: {exc}")
+        _log(f"cannot record the end of {record['launch']}: {exc}")
 
 
 if __name__ == "__main__":

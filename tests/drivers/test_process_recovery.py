@@ -21,7 +21,15 @@ import pytest
 import trio
 
 from orc.core.model import Task
-from orc.drivers.base import Exit, LaunchIntent, append_line, read_intent, write_intent
+from orc.drivers.base import (
+    Exit,
+    LaunchIntent,
+    append_line,
+    read_exit_record,
+    read_intent,
+    record_exit,
+    write_intent,
+)
 from orc.drivers.process import (
     TASK_PATH,
     UNCERTAIN_START,
@@ -312,3 +320,20 @@ async def test_a_request_a_shim_cannot_read_fails_alone_and_lets_go_of_its_direc
     finally:
         os.killpg(started.pid, signal.SIGKILL)
         await driver.aclose()
+
+
+def test_a_record_cut_short_does_not_swallow_the_next(tmp_path: Path) -> None:
+    """A full disk may cut a journal line short; the next record starts on a line of its own,
+    so it is still read (and the garbled one is not)."""
+    task = _task(["true"])
+    write_intent(tmp_path, LaunchIntent("test.1", 0, task))
+    with open(tmp_path / "launch", "ab") as f:
+        f.write(b'{"run":{"task":{"ID":"x')  # a write the disk cut short
+    record_exit(tmp_path, Exit(3, "exited with status 3"), "test.1", 0)
+    ended = read_exit_record(tmp_path)
+    assert ended is not None and (ended.exit, ended.launch) == (
+        Exit(3, "exited with status 3"),
+        "test.1",
+    )
+    found = read_intent(tmp_path)
+    assert found is not None and found[1] == []  # no marks: the records are not marks
