@@ -57,8 +57,9 @@ class HealthChecker(ManagerFollower):
         self.timeout = timeout
         self.threshold = max(1, threshold)
         self.probe = probe
-        # task ID -> (the run it checks, its cancel scope)
+        # task ID -> (the run it checks, its cancel scope); and the tasks whose run passed
         self.watching: dict[str, tuple[str, trio.CancelScope]] = {}
+        self.passed: set[str] = set()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, mailbox: Mailbox) -> None:
@@ -74,9 +75,11 @@ class HealthChecker(ManagerFollower):
 
     async def handle(self, message: object) -> object:
         match message:
-            case Watch(task_id, _, starts_at, _):
+            case Watch(task_id, node, starts_at, _):
                 current = self.watching.get(task_id)
                 if current is not None and current[0] == starts_at:
+                    if task_id in self.passed:  # the manager may have lost the first word
+                        await self.manager().tell(Healthy(task_id, node, starts_at, self.now()))
                     return None
                 self._unwatch(task_id)
                 scope = trio.CancelScope()
@@ -90,6 +93,7 @@ class HealthChecker(ManagerFollower):
         return None
 
     def _unwatch(self, task_id: str) -> None:
+        self.passed.discard(task_id)
         current = self.watching.pop(task_id, None)
         if current is not None:
             current[1].cancel()
@@ -106,6 +110,7 @@ class HealthChecker(ManagerFollower):
                     why = await self.probe(watch.url)
                 if why is None and not passed:
                     passed = True
+                    self.passed.add(watch.task_id)
                     await self.manager().tell(
                         Healthy(watch.task_id, watch.node, watch.starts_at, self.now())
                     )
@@ -116,6 +121,7 @@ class HealthChecker(ManagerFollower):
                     break
             if self.watching.get(watch.task_id, (None,))[0] == watch.starts_at:
                 del self.watching[watch.task_id]
+                self.passed.discard(watch.task_id)
             reason = f"{failures} health checks failed in a row; last: {why}"
             await self.manager().tell(
                 Unhealthy(watch.task_id, watch.node, watch.starts_at, failures, reason, self.now())

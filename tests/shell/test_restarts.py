@@ -111,6 +111,15 @@ async def test_health_checks_at_intervals_with_timeouts(autojump_clock: trio.abc
         assert at == 36 and "no answer within 2s" in slow.reason  # 3 x (10 s + 2 s timeout)
         assert [round(t - start) for t in answers["bad"]] == [10, 20, 30]  # then it stops
         assert len(answers["ok"]) == 9  # every 10 s, still healthy
+        # a manager that restarts watches its running tasks again: it hears of a pass again
+        # (it may have lost the first word), and the same run is not checked twice
+        seen = len(got)
+        await ref.tell(Watch("ok", "w1", T0, "http://h:1/ok"))
+        await trio.sleep(1)
+        again = [m.task_id for _, m in got[seen:] if isinstance(m, Healthy)]
+        assert again == ["ok"]
+        await trio.sleep(9)
+        assert len(answers["ok"]) == 10
         nursery.cancel_scope.cancel()
 
 
