@@ -1,9 +1,9 @@
 """The process driver: a task's `Cmd` as a local process, like Nomad's raw_exec.
 
 Each task gets a working directory `<root>/<task id>/`. Its process is started, waited for and
-recorded by a small supervisor of its own, a shim (`orc/drivers/shim.py`, forked by a launcher
-the driver starts once), which outlives the worker: a task that ends while orc is down keeps
-its real exit status. The worker and the shim speak through the directory's files:
+recorded by a small supervisor, a shim (`orc/drivers/shim.py`, forked by a launcher the driver
+starts once; the launches of a burst share one), which outlives the worker: a task that ends
+while orc is down keeps its real exit status. The worker and the shim speak through the directory's files:
 
 - `launch`: the task's journal. First the intent, written by the worker **before** it asks
   for the process: the task, its attempt (`RestartCount`) and a launch ID. A launch is carried
@@ -125,10 +125,10 @@ async def _exited(pid: int, ticks: int = 0) -> None:
 
 
 class ProcessHandle(Handle):
-    """A task's process: `pid` (also its process group) and its start time, and its shim's
-    pid and start time, which the worker waits on (0 for a process without a shim: one
-    adopted from an orc that had none, or whose shim died, so its exit status is unknown).
-    `launch` and `attempt` name the run, as its records do."""
+    """A task's process: `pid` (also its process group) and its start time, which the worker
+    waits on, and its shim's pid and start time (0 for a process without a shim: one adopted
+    from an orc that had none, or whose shim died, so its exit status is unknown). `launch`
+    and `attempt` name the run, as its records do."""
 
     __slots__ = ("attempt", "launch", "pid", "shim_pid", "shim_ticks", "start_ticks")
 
