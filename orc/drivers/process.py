@@ -3,7 +3,8 @@
 Each task gets a working directory `<root>/<task id>/`. Its process is started, waited for and
 recorded by a small supervisor, a shim (`orc/drivers/shim.py`, forked by a launcher the driver
 starts once; the launches of a burst share one), which outlives the worker: a task that ends
-while orc is down keeps its real exit status. The worker and the shim speak through the directory's files:
+while orc is down keeps its real exit status. The worker and the shim speak through the
+directory's files:
 
 - `launch`: the task's journal. First the intent, written by the worker **before** it asks
   for the process: the task, its attempt (`RestartCount`) and a launch ID. A launch is carried
