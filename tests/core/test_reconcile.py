@@ -684,17 +684,23 @@ def test_a_pass_is_due_again_at_once_only_for_the_jobs_that_ask() -> None:
     assert p.due("not a time") == set()
 
 
+def _checked_service(count: int) -> Sim:
+    """A service of `count` tasks with a `HealthCheck`, registered on one node."""
+    sim = Sim()
+    sim.join(node("n0"))
+    job = spec("web", count=count, update=FAST)
+    sim.register(
+        msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
+    )
+    return sim
+
+
 def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() -> None:
     """Running for MinHealthyTime is not enough for a task with a `HealthCheck`: its time
     counts from the first check that passed on this run (`TaskHealthy`). A pass recorded for
     an earlier run does not count, and a task whose check never passes fails the deployment
     at its HealthyDeadline, running or not."""
-    sim = Sim()
-    sim.join(node("n0"))
-    job = spec("web", count=2, update=FAST)
-    sim.register(
-        msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
-    )
+    sim = _checked_service(count=2)
     sim.reconcile(T0)
     sim.schedule(T0)
     for i, t in enumerate(sim.tasks("web")):  # containers with a host port: checked
@@ -722,12 +728,7 @@ def test_a_task_with_a_health_check_counts_healthy_only_from_its_first_pass() ->
 def test_a_task_with_a_health_check_but_no_port_to_check_counts_healthy_from_its_start() -> None:
     """A process task (no host port) with a `HealthCheck` is never probed: waiting for a pass
     would fail every deployment at its HealthyDeadline. It is judged by running, as before."""
-    sim = Sim()
-    sim.join(node("n0"))
-    job = spec("web", count=1, update=FAST)
-    sim.register(
-        msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, health_check="/h"))
-    )
+    sim = _checked_service(count=1)
     sim.round(T0)
     p = sim.round(at(10))
     assert actions(p)[:2] == ["healthy", "deployed"]
