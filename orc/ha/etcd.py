@@ -338,6 +338,14 @@ class _Endpoints:
     def in_turn(self) -> list[str]:
         return [*self.urls[self._first :], *self.urls[: self._first]]
 
+    def prefer(self, url: str) -> bool:
+        """Try `url` first from now on, if it is one of ours; whether it is."""
+        url = url.rstrip("/")
+        if url in self.urls:
+            self._first = self.urls.index(url)
+            return True
+        return False
+
     def failed(self, url: str) -> None:
         if self.urls[self._first] == url:
             self._first = (self._first + 1) % len(self.urls)
@@ -548,6 +556,16 @@ class EtcdClient:
 
     async def members(self) -> list[Member]:
         return (await self._call("/v3/cluster/member/list", _Empty(), _MEMBERS)).members
+
+    async def prefer_leader(self) -> bool:
+        """Send the next calls to etcd's raft leader first, when it is one of our endpoints:
+        a write that reaches a follower is forwarded to the leader, a hop and its CPU for
+        nothing. Whether it is (a later election may move the lead: calls still succeed)."""
+        leader = (await self.status()).leader
+        for member in await self.members() if leader else []:
+            if member.id == leader:
+                return any(self._endpoints.prefer(url) for url in member.client_urls)
+        return False
 
     # -- watching -----------------------------------------------------------------------------
 

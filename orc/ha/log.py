@@ -35,6 +35,7 @@ watch, and `promote` makes it the leader's once its manager won the election.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import zlib
@@ -431,6 +432,8 @@ class EtcdLog:
         if self._tracking is not None:
             self._tracking.cancel()
         self._fence = fence
+        with contextlib.suppress(EtcdError):  # the writes go there first (a hop less)
+            await self.client.prefer_leader()
         first, last = await _bounds(self.client, self.keys)
         self._first_seq = max(self._first_seq, first)
         if last > self._last_seq:

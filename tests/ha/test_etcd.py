@@ -171,3 +171,17 @@ async def test_writes_survive_one_lost_member_and_fail_clearly_without_quorum(
         status = await client.status()  # a member without quorum still answers its status
         assert status.leader == 0 or status.errors
         await trio.lowlevel.checkpoint()
+
+
+async def test_the_client_can_send_its_calls_to_etcds_leader_first(etcd3: EtcdCluster) -> None:
+    """A write that reaches a follower is forwarded to etcd's leader: the log's writer asks
+    for the leader first (`prefer_leader`, when it is promoted). Whichever member the client
+    tried first, the next call is answered by the leader itself."""
+    for first in range(3):
+        endpoints = etcd3.endpoints[first:] + etcd3.endpoints[:first]
+        async with EtcdClient(endpoints, timeout=2) as client:
+            assert await client.prefer_leader()
+            status = await client.status()
+            assert status.leader and status.header.member_id == status.leader
+    async with EtcdClient(["http://127.0.0.1:9", *etcd3.endpoints], timeout=2) as client:
+        assert await client.prefer_leader()  # a dead endpoint first: still found
