@@ -162,6 +162,22 @@ class OrcProcess:
         return self.proc.wait(timeout=30)
 
 
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m orc ARGS` as a user runs it; whatever it says, never a traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orc", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
 def make_settings(data_dir: Path, **overrides: str) -> config.Settings:
     return config.load(orc_env(data_dir, **overrides), dotenv=Path("/nonexistent"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, OrcProcess, orc_env
+from tests.conftest import ROOT, OrcProcess, orc_env, run_cli
 
 
 class Cli:
@@ -26,16 +26,7 @@ class Cli:
         env = {**self.env, "ORC_ADDR": addr or self.addr}
         if token is not None:
             env["ORC_TOKEN"] = token
-        done = subprocess.run(
-            [sys.executable, "-m", "orc", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
+        return run_cli(*args, env=env, timeout=timeout)
 
 
 def _start(tmp_path: Path, **settings: str) -> tuple[OrcProcess, Cli]:

@@ -182,7 +182,11 @@ class EtcdMember(Proc):
         return bool(status and status.get("leader"))
 
 
-class Manager(Proc):
+class Served(Proc):
+    """An orc process serving HTTP at `url` on its data dir; ready once `READY` answers."""
+
+    READY = "/"
+
     def __init__(
         self, name: str, url: str, data_dir: Path, argv: list[str], env: dict[str, str]
     ) -> None:
@@ -190,18 +194,15 @@ class Manager(Proc):
         self.url, self.data_dir = url, data_dir
 
     def ready(self) -> bool:
-        return _answers(f"{self.url}/cluster")
+        return _answers(f"{self.url}{self.READY}")
 
 
-class Worker(Proc):
-    def __init__(
-        self, name: str, url: str, data_dir: Path, argv: list[str], env: dict[str, str]
-    ) -> None:
-        super().__init__(name, argv, env, data_dir.parent / f"{name}.log")
-        self.url, self.data_dir = url, data_dir
+class Manager(Served):
+    READY = "/cluster"
 
-    def ready(self) -> bool:
-        return _answers(f"{self.url}/node")
+
+class Worker(Served):
+    READY = "/node"
 
 
 class HaCluster:

@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, free_port, orc_env
+from tests.conftest import ROOT, free_port, orc_env, run_cli
 from tests.ha.cluster import ETCD, HaCluster, Manager, Proc, Worker
 
 TOKEN = "s3cret"
@@ -128,16 +128,7 @@ def said(proc: Proc, text: str) -> Callable[[], bool]:
 def cli(addr: str, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORC_")}
     env.update(ORC_ADDR=addr, ORC_TOKEN=token, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "orc", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
+    return run_cli(*args, env=env)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 from tests.ha.cluster import ETCD, HaCluster, Manager
 
 LEASE_TTL = 2
@@ -121,22 +121,11 @@ def test_a_standby_follows_redirects_and_takes_over_without_restarting_tasks(
         assert history.json()["periods"][-1]["state"] == "Running"
 
         # the log in etcd tells the same story as a log directory does
-        replayed = subprocess.run(
-            [sys.executable, "-m", "orc", "replay", "--etcd", c.endpoints[0], "--check"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        env = dict(os.environ)
+        replayed = run_cli("replay", "--etcd", c.endpoints[0], "--check", env=env, timeout=30)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert f"{len(c.tasks())} tasks" in replayed.stdout
-        story = subprocess.run(
-            [sys.executable, "-m", "orc", "replay", "--etcd", c.endpoints[0], "--json"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        story = run_cli("replay", "--etcd", c.endpoints[0], "--json", env=env, timeout=30)
         assert json.loads(story.stdout)["log"].startswith("etcd ")
 
 
