@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from orc.cmd.main import main
-from tests.conftest import ROOT, OrcProcess, orc_env
+from tests.conftest import ROOT, OrcProcess, orc_env, run_cli
 
 JOB = """\
 ID = "sleepers"
@@ -32,16 +31,7 @@ class Cli:
         self.addr, self.env = addr, env
 
     def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "orc", *args],
-            env={**self.env, "ORC_ADDR": self.addr},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
+        return run_cli(*args, env={**self.env, "ORC_ADDR": self.addr}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
