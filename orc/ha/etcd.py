@@ -417,11 +417,10 @@ class EtcdClient:
     def __init__(self, endpoints: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._endpoints = _Endpoints(endpoints)
         self.timeout = timeout
-        # short calls straight to a transport that yields to the event loop as little as it
-        # can (orc/ha/transport.py says why; the client's redirects, auth and cookies are not
-        # used on them); watches stream through httpx's own
-        self._http = UnaryTransport()
-        self._timeouts = httpx.Timeout(timeout).as_dict()
+        # short calls over plain HTTP through a transport that yields to the event loop as
+        # little as it can (orc/ha/transport.py says why; TLS keeps httpx's own); watches
+        # stream, so they go through httpx's own transport always
+        self._http = httpx.AsyncClient(timeout=timeout, mounts={"http://": UnaryTransport()})
         self._streams = httpx.AsyncClient(timeout=timeout)
 
     @property
@@ -444,14 +443,8 @@ class EtcdClient:
         body = _encode(request)
         failures = []
         for url in self._endpoints.in_turn():
-            call = httpx.Request(
-                "POST", url + path, content=body, extensions={"timeout": self._timeouts}
-            )
             try:
-                if url.startswith("http://"):
-                    response = await self._http.handle_async_request(call)
-                else:  # TLS: httpx's own transport
-                    response = await self._streams.send(call)
+                response = await self._http.post(url + path, content=body)
             except httpx.TransportError as exc:
                 failures.append(f"{url}: {_describe(exc)}")
                 self._endpoints.failed(url)

@@ -11,7 +11,8 @@ a transaction of 63 puts took 17 ms through httpcore and 6.6 ms this way (5-6 ms
 on an idle loop). In the benchmark of three managers on etcd (docs/BENCHMARKS.md) the
 leader's transactions went from 42 ms to 5.6 ms on average.
 
-The rest stays httpx's (`httpx.AsyncClient(transport=UnaryTransport())`): the requests, the
+The rest stays httpx's (`httpx.AsyncClient(mounts={"http://": UnaryTransport()})`: TLS
+endpoints keep httpx's own transport): the requests, the
 timeouts (`timeout` in the request's extensions), the responses and the errors, so
 `orc.ha.etcd` handles this transport's failures as any other's. HTTP/1.1 is parsed by h11, as
 httpcore and hypercorn do. Streams (etcd's watch) keep httpx's own transport.
