@@ -550,12 +550,16 @@ class EtcdClient:
     async def members(self) -> list[Member]:
         return (await self._call("/v3/cluster/member/list", _Empty(), _MEMBERS)).members
 
+    async def members_and_leader(self) -> tuple[list[Member], int]:
+        """etcd's members, and its raft leader's ID (0 while it knows none)."""
+        return await self.members(), (await self.status()).leader
+
     async def prefer_leader(self) -> bool:
         """Send the next calls to etcd's raft leader first, when it is one of our endpoints:
         a write that reaches a follower is forwarded to the leader, a hop and its CPU for
         nothing. Whether it is (a later election may move the lead: calls still succeed)."""
-        leader = (await self.status()).leader
-        for member in await self.members() if leader else []:
+        members, leader = await self.members_and_leader()
+        for member in members:
             if member.id == leader:
                 return any(self._endpoints.prefer(url) for url in member.client_urls)
         return False

@@ -154,8 +154,7 @@ async def cluster_view(
         msgspec.structs.replace(e, role=LEADER if leader and e.name == leader.name else STANDBY)
         for e in await managers(client, cluster)
     ]
-    members = await client.members()
-    status = await client.status()
+    members, leader_id = await client.members_and_leader()
     return ClusterView(
         cluster,
         leader,
@@ -163,7 +162,7 @@ async def cluster_view(
         EtcdView(
             list(client.endpoints),
             [
-                EtcdMember(m.name, list(m.client_urls), m.id == status.leader)
+                EtcdMember(m.name, list(m.client_urls), m.id == leader_id)
                 for m in sorted(members, key=lambda m: m.name)
             ],
             log_first_seq,
