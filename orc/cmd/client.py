@@ -30,6 +30,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orc.http.wire import REDIRECTS, manager_urls
+
 DEFAULT_ADDR = "http://127.0.0.1:8000"
 FAILED, USAGE, UNREACHABLE = 1, 2, 3
 STATE_NAMES = {0: "Pending", 1: "Scheduled", 2: "Running", 3: "Completed", -1: "Failed"}
@@ -65,7 +67,6 @@ def fail(status: int, message: str) -> NoReturn:
     raise typer.Exit(status)
 
 
-REDIRECTS = 3  # a standby names the leader: one hop; a few more for a leader that just moved
 # Methods a request may be sent again with, to another manager, after one that may have
 # received it went silent: doing them twice does what doing them once does.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -82,7 +83,7 @@ class Api:
 
     def __init__(self, addr: str, token: str) -> None:
         given = addr or DEFAULT_ADDR
-        self.addrs = [a.strip().rstrip("/") for a in given.split(",") if a.strip()] or [""]
+        self.addrs = list(manager_urls(given)) or [""]
         for one in self.addrs:
             if not one.startswith(("http://", "https://")) or not _parses(one):
                 shown = addr if len(self.addrs) == 1 else one

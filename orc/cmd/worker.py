@@ -45,6 +45,7 @@ from orc.http.app import require_token
 from orc.http.events import add_event_stream
 from orc.http.metrics import add_log_metrics
 from orc.http.nodes import add_worker_node_routes
+from orc.http.wire import REDIRECTS, manager_urls
 from orc.http.worker import worker_app
 from orc.nodes.remote import auth_headers
 from orc.shell.journal import Journal
@@ -230,12 +231,6 @@ async def run_worker(
     await run_process(process, stop)
 
 
-def manager_urls(given: str) -> tuple[str, ...]:
-    """`--manager URL[,URL...]` as a tuple of URLs, each without its trailing slash."""
-    return tuple(u.strip().rstrip("/") for u in given.split(",") if u.strip())
-
-
-REDIRECTS = 3  # a standby names the leader: one hop; a few more for a leader that just moved
 FIRST_BACKOFF = 0.05  # seconds before trying the managers again when none accepted
 
 

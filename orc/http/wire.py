@@ -144,3 +144,14 @@ def leader_only(method: str, path: str) -> bool:
     sends these on to the leader (`307`). One rule for the standby's redirect and for the API
     document, which says where a 307 may come; `path` is a request's or a route's template."""
     return method not in READS or (path.startswith("/tasks/") and path.endswith("/logs"))
+
+
+# -- reaching highly available managers: shared by the worker and the CLI ----------------------
+
+REDIRECTS = 3  # a standby names the leader: one hop; a few more for a leader that just moved
+
+
+def manager_urls(given: str) -> tuple[str, ...]:
+    """`URL[,URL...]` (`--manager`, ORC_ADDR) as a tuple of URLs, each without its trailing
+    slash."""
+    return tuple(u.strip().rstrip("/") for u in given.split(",") if u.strip())
